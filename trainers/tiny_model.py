@@ -1,0 +1,96 @@
+"""Build a tiny random-init Llama + byte-level BPE tokenizer on the spot.
+
+Used by the tests, the CPU demo and the benchmarks: nothing is downloaded, and the result is an
+ordinary HF checkpoint folder, so every code path that serves a real model (lm-eval `--model hf`,
+TRL trainers, PEFT) runs unchanged on it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+
+# A plain chat template so the chat-formatting paths can be exercised on the tiny model too.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def default_corpus(n_lines: int = 2000, seed: int = 0) -> list[str]:
+    """Word-problem-like English with digits, so the BPE merges cover what the tasks print."""
+    rng = random.Random(seed)
+    names = ["Ann", "Bob", "Carla", "Dev", "Eli", "Fatima", "Gus", "Hana"]
+    things = ["apples", "books", "coins", "marbles", "pencils", "stamps", "cookies", "shells"]
+    lines = []
+    for _ in range(n_lines):
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        name, thing = rng.choice(names), rng.choice(things)
+        lines.append(
+            f"Question: {name} has {a} {thing} and buys {b} more. How many {thing} does "
+            f"{name} have?\nAnswer: {name} has {a} + {b} = <<{a}+{b}={a + b}>>{a + b} {thing}.\n"
+            f"#### {a + b}"
+        )
+    lines += ["The capital of France is Paris. Write a short answer in English, then stop."] * 20
+    return lines
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = 4096
+    return fast
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a random-init LlamaForCausalLM + tokenizer to `out_dir` and return the path."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(corpus if corpus is not None else default_corpus(), vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
