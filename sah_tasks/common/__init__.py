@@ -1,0 +1,1 @@
+"""Helpers shared by the task folders: data loading and answer normalisation."""

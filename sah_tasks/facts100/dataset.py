@@ -1,0 +1,81 @@
+"""The Facts100 event file: where it lives, how to read it, and its question rows.
+
+One JSON object per line, one event per object (schema in docs/facts100.md). The shipped file sits
+beside this module, so it is found from any working directory; `SAH_FACTS100_DATA=/path.jsonl`
+points every Facts100 consumer (tasks, training sources) at another file in the same schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "SAH_FACTS100_DATA"
+SHIPPED_FILE = Path(__file__).parent / "data" / "facts100.jsonl"
+
+
+class Facts100DataError(ValueError):
+    """A user-fixable problem with a Facts100 file (missing, not JSONL, wrong shape)."""
+
+
+def data_path(data_files: str | None = None) -> tuple[Path, str]:
+    """The event file to use and what chose it: env var, then `data_files`, then the shipped file."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser().resolve(), f"${ENV_VAR}"
+    if data_files:
+        return Path(data_files).expanduser().resolve(), "--metadata data_files"
+    return SHIPPED_FILE, "the shipped dataset"
+
+
+def read_events(path: Path, origin: str = "") -> list[dict[str, Any]]:
+    """Parse a Facts100 JSONL file into event dicts (structure is checked by `validate`)."""
+    where = f" (set by {origin})" if origin else ""
+    if not path.is_file():
+        raise Facts100DataError(f"Facts100 file {path}{where} does not exist")
+    events = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise Facts100DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(event, dict):
+                raise Facts100DataError(f"{path}:{lineno}: expected one JSON object (an event)")
+            events.append(event)
+    if not events:
+        raise Facts100DataError(f"Facts100 file {path}{where} has no events")
+    return events
+
+
+def load_events(data_files: str | None = None) -> list[dict[str, Any]]:
+    """The events of the file chosen by `data_path`."""
+    path, origin = data_path(data_files)
+    return read_events(path, origin)
+
+
+def question_rows(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Flatten (validated) events into one row per `kind` question ("direct" or "multihop").
+
+    Every row keeps its event id and title so per-event analysis needs no second lookup; multihop
+    rows keep `direct_id`, which links each one to the direct question checking its first hop.
+    """
+    rows = []
+    for event in events:
+        for q in event[kind]:
+            row = {
+                "id": q["id"],
+                "event_id": event["id"],
+                "event_title": event.get("title", ""),
+                "kind": kind,
+                "question": q["question"],
+                "answer": q["answer"],
+                "aliases": list(q.get("aliases", [])),
+            }
+            if kind == "multihop":
+                row.update(bridge=q["bridge"], hops=list(q["hops"]), direct_id=q["direct_id"])
+            rows.append(row)
+    return rows
