@@ -1,0 +1,42 @@
+# sah: `make demo` sets everything up and runs the CPU demo; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sah-installed
+# The CPU build of torch is installed first when no CUDA GPU is present: a bare `torch` requirement
+# would otherwise pull a multi-GB CUDA build. Elsewhere pass e.g.
+#   make setup TORCH_CPU_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_VERSION      ?= 2.13.0
+TORCH_CPU_PIP_ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test demo lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "CUDA GPU found: torch comes from the package requirements"; \
+	elif ! $(BIN)/python -c "import torch" >/dev/null 2>&1; then \
+		echo "No CUDA GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(TORCH_CPU_PIP_ARGS); \
+	fi
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/python -m sah_tasks.demo
+
+lint: setup
+	$(BIN)/ruff check sah_tasks trainers analysis tests benchmarks
+	$(BIN)/ruff format --check sah_tasks trainers analysis tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo_runs .pytest_cache
