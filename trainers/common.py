@@ -1,0 +1,416 @@
+"""What SFT and DPO share: base-model facts, tokenizer/model loading, run-directory lifecycle.
+
+The lifecycle of one training unit (one scale, or one budget run) is
+
+    prepare_run_dir  ->  train  ->  save_trained  ->  finish_run_dir (merge LoRA, manifest, COMPLETED)
+
+and every file that other ranks might race on is written by the main process only, between
+barriers, so a multi-process run saves exactly once.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from trainers.config import ConfigError, slugify, to_jsonable
+from trainers.data import Example, PreferencePair
+from trainers.manifest import MANIFEST_NAME, Manifest, mark_completed, write_manifest
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_NAME = ".sah_fingerprint"
+ADAPTER_DIR = "adapter"
+PROMPT_FORMATS = ("plain", "chat")
+
+# Existing tokens that can serve as padding when a tokenizer has none (or pads with EOS): padding
+# is never attended to nor trained, so any token works, and reusing one avoids resizing the
+# embeddings (a resized vocabulary no longer matches the base model a LoRA adapter is served on).
+PAD_CANDIDATES = (
+    "<pad>",
+    "<|pad|>",
+    "[PAD]",
+    "<|finetune_right_pad_id|>",
+    "<|reserved_special_token_0|>",
+    "<|fim_pad|>",
+    "<|vision_pad|>",
+)
+NEW_PAD_TOKEN = "<|sah_pad|>"
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+
+
+def state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def is_main_process() -> bool:
+    return state().is_main_process
+
+
+def barrier() -> None:
+    state().wait_for_everyone()
+
+
+def uses_sharded_engine(training_args: Any) -> bool:
+    """FSDP or DeepSpeed, configured by `accelerate launch` or in the training arguments."""
+    env = any(
+        os.environ.get(var, "false").lower() == "true"
+        for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+    )
+    return env or bool(getattr(training_args, "fsdp", None)) or bool(training_args.deepspeed)
+
+
+def check_one_unit_per_process(pending: Sequence[str], training_args: Any, hint: str) -> None:
+    """Under FSDP/DeepSpeed the Accelerate state is per process: train one unit per launch."""
+    if len(pending) > 1 and uses_sharded_engine(training_args):
+        raise ConfigError(
+            f"{len(pending)} runs to train ({', '.join(pending)}), but under FSDP/DeepSpeed each "
+            f"must run in its own process. Launch one at a time, e.g. {hint} "
+            "(see docs/training.md, or `python -m trainers.launch`)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Base model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BaseModel:
+    """What the manifest says about the model a run starts from."""
+
+    name: str  # HF id or local path
+    revision: str | None
+    family: str | None
+    size_b: float | None
+    slug: str
+
+
+def describe_base_model(
+    model_args: Any,
+    *,
+    trust_remote_code: bool = False,
+    slug: str | None = None,
+    family: str | None = None,
+    size_b: float | None = None,
+) -> BaseModel:
+    name = model_args.model_name_or_path
+    if not name:
+        raise ConfigError(
+            "model_name_or_path is required (the base model: a HF id or a local path)"
+        )
+    local = Path(name).expanduser()
+    revision = None if local.exists() else model_args.model_revision
+    if local.exists():
+        name = os.path.abspath(local)  # absolute, but keeps the user's symlinks
+    config = _model_config(name, revision, trust_remote_code)
+    return BaseModel(
+        name=name,
+        revision=revision,
+        family=family or getattr(config, "model_type", None),
+        size_b=size_b if size_b is not None else _size_in_billions(config),
+        slug=slug or _derived_slug(name),
+    )
+
+
+def _model_config(name: str, revision: str | None, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            name, revision=revision, trust_remote_code=trust_remote_code
+        )
+    except OSError as e:
+        raise ConfigError(f"cannot load the model config of {name!r}: {e}") from None
+
+
+def _size_in_billions(config: Any) -> float | None:
+    """Parameter count, from an empty model on the meta device (no weights are loaded)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, TypeError, RuntimeError):
+        return None
+    return round(sum(p.numel() for p in model.parameters()) / 1e9, 6)
+
+
+def _derived_slug(name: str) -> str:
+    """A checkpoint of ours is named after its own manifest (e.g. `llama-3-8b-multihop-n1000`)."""
+    manifest = Path(name) / MANIFEST_NAME
+    if manifest.is_file():
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        scale = f"B{m['budget']}_r{m['sft_fraction']:g}" if m.get("budget") else f"n{m['n']}"
+        return f"{m['model_slug']}-{m['task']}-{scale}"
+    return slugify(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer and model
+# --------------------------------------------------------------------------------------------
+
+
+def load_tokenizer(model_args: Any, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=trust_remote_code,
+    )
+    ensure_distinct_pad(tokenizer)
+    return tokenizer
+
+
+def ensure_distinct_pad(tokenizer) -> None:
+    """Give the tokenizer a pad token different from EOS, so EOS is never treated as padding."""
+    if tokenizer.eos_token is None:
+        raise ConfigError("the tokenizer has no EOS token; the model could never learn to stop")
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    candidates = [*PAD_CANDIDATES, tokenizer.unk_token]
+    for token in candidates:
+        if token and token in vocab and vocab[token] != tokenizer.eos_token_id:
+            tokenizer.pad_token = token
+            log.info("pad token: %r (distinct from EOS %r)", token, tokenizer.eos_token)
+            return
+    log.warning("no spare token to pad with; adding %s (the embeddings are resized)", NEW_PAD_TOKEN)
+    tokenizer.add_special_tokens({"pad_token": NEW_PAD_TOKEN})
+
+
+def load_model(model_args: Any, training_args: Any, tokenizer=None, device_map: Any = None):
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    dtype = model_args.dtype
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": dtype if dtype in (None, "auto") else getattr(torch, dtype),
+        # The Trainer places the model; "auto" would spread it over every visible GPU of each rank.
+        "device_map": device_map,
+    }
+    kwargs.update(training_args.model_init_kwargs or {})
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        # A quantized model cannot be moved after loading: load it on this rank's device.
+        kwargs.update(
+            quantization_config=quantization, device_map={"": state().local_process_index}
+        )
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    if tokenizer is not None:
+        match_vocab(model, tokenizer)
+    return model
+
+
+def match_vocab(model, tokenizer) -> None:
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def peft_config(model_args: Any):
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    if config is not None and config.target_modules is None:
+        config.target_modules = "all-linear"  # PEFT has no default for every architecture
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets for TRL
+# --------------------------------------------------------------------------------------------
+
+
+def user_turn(prompt: str) -> list[dict[str, str]]:
+    """The plain prompt becomes the user turn, as with lm-eval's `--apply_chat_template`."""
+    return [{"role": "user", "content": prompt.strip()}]
+
+
+def assistant_turn(completion: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": completion.strip()}]
+
+
+def check_prompt_format(prompt_format: str, tokenizer) -> None:
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+    if prompt_format == "chat" and not tokenizer.chat_template:
+        raise ConfigError("prompt_format 'chat' needs a tokenizer with a chat template")
+
+
+def sft_records(examples: Sequence[Example], prompt_format: str) -> list[dict[str, Any]]:
+    if prompt_format == "plain" or examples and examples[0].text is not None:
+        return [ex.record() for ex in examples]
+    return [
+        {"prompt": user_turn(ex.prompt), "completion": assistant_turn(ex.completion)}
+        for ex in examples
+    ]
+
+
+def preference_records(pairs: Sequence[PreferencePair], prompt_format: str) -> list[dict]:
+    if prompt_format == "plain":
+        return [pair.record() for pair in pairs]
+    return [
+        {
+            "prompt": user_turn(pair.prompt),
+            "chosen": assistant_turn(pair.chosen),
+            "rejected": assistant_turn(pair.rejected),
+        }
+        for pair in pairs
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Run directory lifecycle
+# --------------------------------------------------------------------------------------------
+
+
+def snapshot(**parts: Any) -> dict[str, Any]:
+    """The full config of a run as JSON (TrainingArguments via `to_dict`, which hides tokens)."""
+    out = {}
+    for name, part in parts.items():
+        if hasattr(part, "to_dict"):
+            part = part.to_dict()
+        elif is_dataclass(part):
+            part = asdict(part)
+        out[name] = to_jsonable(part)
+    return out
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """Identity of a unit's recipe, to decide whether an incomplete run may be resumed."""
+    stable = json.loads(json.dumps(config, sort_keys=True))
+    for part in stable.values():
+        if isinstance(part, dict):
+            for key in ("output_dir", "logging_dir", "run_name", "resume_from_checkpoint"):
+                part.pop(key, None)
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    steps = []
+    for path in run_dir.glob("checkpoint-*"):
+        suffix = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and suffix.isdigit():
+            steps.append((int(suffix), path))
+    return max(steps)[1] if steps else None
+
+
+def prepare_run_dir(run_dir: Path, unit_fingerprint: str, resume: bool) -> Path | None:
+    """Make `run_dir` ready to train; return a Trainer checkpoint to resume from, if any.
+
+    An incomplete folder is resumed only if it was started with the identical recipe and holds a
+    Trainer checkpoint; otherwise it is emptied and the unit is trained from scratch.
+    """
+    marker = run_dir / FINGERPRINT_NAME
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        same = marker.is_file() and marker.read_text().strip() == unit_fingerprint
+        if not (resume and same and latest_checkpoint(run_dir)):
+            if any(run_dir.iterdir()):
+                log.info("%s is incomplete; starting it again", run_dir)
+            clear_dir(run_dir)
+            marker.write_text(unit_fingerprint)
+    barrier()
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        log.info("resuming %s from %s", run_dir, checkpoint.name)
+    return checkpoint
+
+
+def clear_dir(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def save_trained(trainer, run_dir: Path, lora: bool) -> None:
+    """Save the weights (the adapter, for LoRA). Every rank calls it: FSDP/ZeRO-3 gather here."""
+    target = run_dir / ADAPTER_DIR if lora else run_dir
+    trainer.save_model(str(target))
+    barrier()
+
+
+def release(*objects: Any) -> None:
+    """Drop a finished unit's trainer/model before the next one is built."""
+    import torch
+
+    for obj in objects:
+        accelerator = getattr(obj, "accelerator", None)
+        if accelerator is not None:
+            accelerator.free_memory()
+        for attr in ("model", "model_wrapped", "ref_model", "optimizer", "lr_scheduler"):
+            if hasattr(obj, attr):
+                setattr(obj, attr, None)
+    del objects
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def merge_adapter(model_args: Any, training_args: Any, tokenizer, run_dir: Path) -> None:
+    """Write base + adapter merged into `run_dir`, the copy vLLM and lm-eval `hf` serve."""
+    import torch
+    from peft import PeftModel
+
+    device = "cuda" if torch.cuda.is_available() else None
+    base = load_model(model_args, training_args, tokenizer, device_map=device)
+    merged = PeftModel.from_pretrained(base, str(run_dir / ADAPTER_DIR)).merge_and_unload()
+    merged.save_pretrained(str(run_dir))
+    tokenizer.save_pretrained(str(run_dir))
+    release(base, merged)
+
+
+def finish_run_dir(
+    run_dir: Path,
+    manifest: Manifest,
+    *,
+    tokenizer,
+    merge: tuple[Any, Any] | None = None,
+    keep_checkpoints: bool = False,
+) -> None:
+    """Main process: merge LoRA (given `(model_args, training_args)`), clean up, manifest, COMPLETED."""
+    if is_main_process():
+        if merge is not None:
+            merge_adapter(*merge, tokenizer, run_dir)
+        else:
+            tokenizer.save_pretrained(str(run_dir))
+        if not keep_checkpoints:
+            for checkpoint in run_dir.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint, ignore_errors=True)
+        write_manifest(run_dir, manifest)
+        mark_completed(run_dir)  # last: the folder is complete from here on
+    barrier()
+
+
+def write_pointer_manifest(run_dir: Path, manifest: Manifest) -> None:
+    """A run that trains nothing (N=0): a manifest pointing at the base model, then COMPLETED."""
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_manifest(run_dir, manifest)
+        mark_completed(run_dir)
+    barrier()
