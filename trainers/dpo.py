@@ -1,0 +1,481 @@
+"""Preference tuning (DPO) and the SFT/DPO budget split.
+
+    accelerate launch trainers/dpo.py --config configs/demo/dpo_budget_tiny.yaml [--key value ...]
+    python trainers/dpo.py --config configs/demo/dpo_budget_tiny.yaml
+
+For each total budget B and SFT fraction r it writes `runs/<experiment>/<model_slug>/<task>/B<B>_r<r>/`:
+SFT on round(r*B) examples, then DPO on the remaining B - round(r*B) preference pairs, starting
+from that SFT checkpoint. The SFT stage is the ordinary scale `n<r*B>/` of the same experiment
+(trained by `trainers/sft.py` with `sft_config`, reused when it already exists), so a budget
+point and a scale point with the same SFT data are literally the same checkpoint.
+
+* r = 0 is DPO on the base model (the "cold start"); r = 1 is SFT only (the budget folder then
+  holds a manifest pointing at `n<B>/`).
+* To run DPO from any SFT checkpoint, give that checkpoint as `model_name_or_path` and r = 0.
+* With `disjoint_prompts` (default) the preference pairs never reuse a prompt of the SFT subset,
+  so the B examples of a budget are B distinct prompts.
+
+The config is TRL's DPOConfig + ModelConfig plus the `BudgetArguments` below.
+Programmatic use: `run_budget(parse_args([...]), budget, fraction)` or `run_dpo(run)`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as a file: keep `trainers/` modules from shadowing top-level packages (see sft.py).
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from trainers import sft
+from trainers.common import (
+    BaseModel,
+    check_one_unit_per_process,
+    check_prompt_format,
+    describe_base_model,
+    fingerprint,
+    finish_run_dir,
+    load_model,
+    load_tokenizer,
+    peft_config,
+    preference_records,
+    prepare_run_dir,
+    release,
+    save_trained,
+    snapshot,
+    write_pointer_manifest,
+)
+from trainers.config import ConfigError, parse_dataclasses, parse_mapping
+from trainers.data import Pool, PreferencePair, load_preference_pool
+from trainers.manifest import Manifest, is_completed, read_manifest
+from trainers.subsets import select_subset, subset_hash
+
+log = logging.getLogger("trainers.dpo")
+
+
+@dataclass
+class BudgetArguments:
+    """The budget grid and the data (every other option is TRL's DPOConfig/ModelConfig)."""
+
+    experiment: str = field(
+        default="default", metadata={"help": "Experiment name (runs/<experiment>/)."}
+    )
+    task: str = field(
+        default="gsm8k", metadata={"help": "Task (gsm8k and ifeval have built-in pairs)."}
+    )
+    budgets: list[int] = field(
+        default_factory=lambda: [1000], metadata={"help": "Total budgets B (examples)."}
+    )
+    sft_fractions: list[float] = field(
+        default_factory=lambda: [0.0],
+        metadata={"help": "SFT fractions r: SFT on round(r*B) examples, DPO on the rest."},
+    )
+    sft_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML config of the SFT stage (trainers/sft.py); needed when some r > 0."
+        },
+    )
+    sft_overrides: dict | str | None = field(
+        default=None,
+        metadata={"help": "Options overriding sft_config, e.g. '{\"max_steps\": 20}'."},
+    )
+    output_root: str = field(default="runs", metadata={"help": "Root of the run directories."})
+    preference_data_files: str | None = field(
+        default=None,
+        metadata={"help": "Local JSONL of prompt/chosen/rejected rows (or the task's hub schema)."},
+    )
+    preference_data_revision: str | None = field(
+        default=None, metadata={"help": "Override the pinned hub revision of the preference data."}
+    )
+    subset_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the nested subsets (default: the training seed)."}
+    )
+    prompt_format: str = field(
+        default="plain",
+        metadata={
+            "help": "'plain' (base models) or 'chat' (chat template).",
+            "choices": ["plain", "chat"],
+        },
+    )
+    disjoint_prompts: bool = field(
+        default=True,
+        metadata={"help": "Draw preference pairs only from prompts the SFT stage did not use."},
+    )
+    model_slug: str | None = field(default=None, metadata={"help": "Folder name of the model."})
+    model_family: str | None = field(
+        default=None, metadata={"help": "Model family, e.g. 'llama-3'."}
+    )
+    model_size_b: float | None = field(default=None, metadata={"help": "Size in billions."})
+    merge_lora: bool = field(
+        default=True, metadata={"help": "With LoRA, also save base+adapter merged."}
+    )
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "Keep the Trainer's checkpoint-* folders."}
+    )
+    resume: bool = field(
+        default=True, metadata={"help": "Resume an incomplete run if the recipe is unchanged."}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.budgets or any(b <= 0 for b in self.budgets):
+            raise ConfigError(f"budgets: give positive budgets, got {self.budgets}")
+        if not self.sft_fractions or any(not 0.0 <= r <= 1.0 for r in self.sft_fractions):
+            raise ConfigError(f"sft_fractions: each must be in [0, 1], got {self.sft_fractions}")
+        self.sft_overrides = parse_mapping(self.sft_overrides, "sft_overrides")
+
+
+@dataclass
+class DPORun:
+    budget: BudgetArguments
+    training: Any  # trl.DPOConfig
+    model: Any  # trl.ModelConfig
+
+    @property
+    def seed(self) -> int:
+        return (
+            self.budget.subset_seed if self.budget.subset_seed is not None else self.training.seed
+        )
+
+
+@dataclass
+class BudgetSplit:
+    budget: int
+    fraction: float
+    n_sft: int
+    n_dpo: int
+
+    @classmethod
+    def of(cls, budget: int, fraction: float) -> BudgetSplit:
+        n_sft = round(fraction * budget)
+        return cls(budget, fraction, n_sft, budget - n_sft)
+
+    @property
+    def name(self) -> str:
+        return f"B{self.budget}_r{self.fraction:g}"
+
+    @property
+    def stage(self) -> str:
+        if self.n_sft == 0:
+            return "dpo"
+        return "sft" if self.n_dpo == 0 else "sft+dpo"
+
+
+@dataclass
+class SFTStage:
+    """The SFT checkpoint a budget run starts from (absent when r*B rounds to 0)."""
+
+    run_dir: Path | None = None
+    pool: Pool | None = None
+    examples: list[Any] = field(default_factory=list)
+
+
+class PoolCache:
+    """Each data pool is read once per process, however many budget runs use it."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple, Pool] = {}
+
+    def get(self, key: tuple, load) -> Pool:
+        if key not in self._pools:
+            self._pools[key] = load()
+        return self._pools[key]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> DPORun:
+    from trl import DPOConfig, ModelConfig
+
+    budget, training, model = parse_dataclasses(
+        (BudgetArguments, DPOConfig, ModelConfig), argv, prog="trainers/dpo.py"
+    )
+    return DPORun(budget, training, model)
+
+
+def describe_run_model(run: DPORun) -> BaseModel:
+    return describe_base_model(
+        run.model,
+        trust_remote_code=run.training.trust_remote_code,
+        slug=run.budget.model_slug,
+        family=run.budget.model_family,
+        size_b=run.budget.model_size_b,
+    )
+
+
+def budget_dir(run: DPORun, base: BaseModel, split: BudgetSplit) -> Path:
+    root = Path(run.budget.output_root) / run.budget.experiment
+    return root / base.slug / run.budget.task / split.name
+
+
+def sft_stage_run(run: DPORun, base: BaseModel) -> sft.SFTRun:
+    """The SFT config of the stage, writing into the same experiment/model/task folders."""
+    if run.budget.sft_config is None:
+        raise ConfigError("sft_config is required when an SFT fraction is > 0 (the SFT recipe)")
+    argv = ["--config", run.budget.sft_config]
+    argv += ["--experiment", run.budget.experiment, "--task", run.budget.task]
+    argv += ["--output_root", run.budget.output_root, "--model_slug", base.slug]
+    argv += ["--model_name_or_path", run.model.model_name_or_path]
+    argv += ["--model_revision", run.model.model_revision]
+    stage = sft.parse_args(argv)
+    stage.scale.model_family, stage.scale.model_size_b = base.family, base.size_b
+    apply_overrides((stage.scale, stage.training, stage.model), run.budget.sft_overrides)
+    return stage
+
+
+def apply_overrides(parts: Sequence[Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        owner = next((p for p in parts if key in {f.name for f in fields(p)}), None)
+        if owner is None:
+            raise ConfigError(f"sft_overrides: unknown SFT option {key!r}")
+        setattr(owner, key, value)
+
+
+def run_dpo(run: DPORun) -> list[Path]:
+    """Every (budget, fraction) of the grid, in this process; returns the budget run dirs."""
+    base = describe_run_model(run)
+    splits = [BudgetSplit.of(b, r) for b in run.budget.budgets for r in run.budget.sft_fractions]
+    check_one_unit_per_process(
+        pending_units(run, base, splits), run.training, hint="`--budgets 1000 --sft_fractions 0.5`"
+    )
+    cache = PoolCache()
+    return [
+        run_budget(run, split.budget, split.fraction, base=base, cache=cache) for split in splits
+    ]
+
+
+def pending_units(run: DPORun, base: BaseModel, splits: Sequence[BudgetSplit]) -> list[str]:
+    """Names of the trainings the grid still needs (SFT stages, DPO runs)."""
+    units: list[str] = []
+    for split in splits:
+        if is_completed(budget_dir(run, base, split)):
+            continue
+        sft_dir = budget_dir(run, base, split).parent / f"n{split.n_sft}"
+        if split.n_sft > 0 and not is_completed(sft_dir) and sft_dir.name not in units:
+            units.append(sft_dir.name)
+        if split.n_dpo > 0:
+            units.append(split.name)
+    return units
+
+
+def run_budget(
+    run: DPORun,
+    budget: int,
+    fraction: float,
+    *,
+    base: BaseModel | None = None,
+    cache: PoolCache | None = None,
+) -> Path:
+    """SFT on round(fraction*budget) examples, then DPO on the rest; returns the run dir."""
+    base = base or describe_run_model(run)
+    cache = cache or PoolCache()
+    split = BudgetSplit.of(budget, fraction)
+    run_dir = budget_dir(run, base, split)
+    if is_completed(run_dir):
+        log.info("%s is completed; skipping", run_dir)
+        return run_dir
+    stage = train_sft_stage(run, base, split, cache)
+    if split.n_dpo == 0:  # r = 1: the budget point is the SFT checkpoint itself
+        assert stage.run_dir is not None and stage.pool is not None
+        args = run_training_args(run, split, run_dir)
+        manifest = budget_manifest(run, base, split, stage, [], stage.pool, run_dir, args)
+        sft_manifest = read_manifest(stage.run_dir)
+        manifest.model_path, manifest.lora = sft_manifest["model_path"], sft_manifest["lora"]
+        write_pointer_manifest(run_dir, manifest)
+        return run_dir
+    pref_pool = cache.get(
+        (
+            "pref",
+            run.budget.task,
+            run.budget.preference_data_files,
+            run.budget.preference_data_revision,
+        ),
+        lambda: load_preference_pool(
+            run.budget.task, run.budget.preference_data_files, run.budget.preference_data_revision
+        ),
+    )
+    pairs = preference_subset(run, pref_pool, split, stage)
+    args = run_training_args(run, split, run_dir)
+    model_args = start_model_args(run, stage)
+    manifest = budget_manifest(run, base, split, stage, pairs, pref_pool, run_dir, args)
+    if run.model.use_peft and not run.budget.merge_lora:
+        manifest.model_path = model_args.model_name_or_path  # serve it + adapter/
+    train_dpo(run, args, model_args, pairs, manifest, run_dir)
+    return run_dir
+
+
+def train_sft_stage(run: DPORun, base: BaseModel, split: BudgetSplit, cache: PoolCache) -> SFTStage:
+    if split.n_sft == 0:
+        return SFTStage()
+    stage_run = sft_stage_run(run, base)
+    key = ("sft", stage_run.scale.task, stage_run.scale.data_files, stage_run.scale.data_revision)
+    pool = cache.get(key, lambda: sft.load_pool(stage_run))
+    run_dir = sft.train_scale(stage_run, pool, base, split.n_sft)
+    examples = select_subset(pool.examples, split.n_sft, stage_run.seed)
+    if read_manifest(run_dir)["model_path"] != str(run_dir.resolve()):
+        raise ConfigError(
+            f"{run_dir} is a LoRA adapter without a merged copy; set merge_lora: true in the SFT "
+            "config, so DPO can start from the SFT checkpoint"
+        )
+    return SFTStage(run_dir, pool, examples)
+
+
+def preference_subset(
+    run: DPORun, pool: Pool, split: BudgetSplit, stage: SFTStage
+) -> list[PreferencePair]:
+    candidates = pool.examples
+    if run.budget.disjoint_prompts and stage.examples:
+        used = {ex.prompt for ex in stage.examples}
+        candidates = [pair for pair in pool.examples if pair.prompt not in used]
+    name = f"{pool.task} preference pool ({pool.source})"
+    if len(candidates) < len(pool.examples):
+        name += f" without the {len(pool.examples) - len(candidates)} prompts of the SFT stage"
+    return select_subset(candidates, split.n_dpo, run.seed, pool_name=name)
+
+
+def budget_manifest(
+    run: DPORun,
+    base: BaseModel,
+    split: BudgetSplit,
+    stage: SFTStage,
+    pairs: Sequence[PreferencePair],
+    data_pool: Pool,
+    run_dir: Path,
+    args: Any,
+) -> Manifest:
+    config = snapshot(budget=run.budget, training=args, model=run.model)
+    for key in ("budgets", "sft_fractions"):
+        config["budget"].pop(key)
+    config["split"] = {
+        "budget": split.budget,
+        "sft_fraction": split.fraction,
+        "n_sft": split.n_sft,
+        "n_dpo": split.n_dpo,
+        "sft_checkpoint": str(stage.run_dir.resolve()) if stage.run_dir else None,
+        "sft_train_data": stage.pool.train_data() if stage.pool else None,
+        "seed": run.seed,
+    }
+    ids = [ex.id for ex in stage.examples] + [pair.id for pair in pairs]
+    return Manifest(
+        experiment=run.budget.experiment,
+        model_slug=base.slug,
+        base_model=base.name,
+        base_revision=base.revision,
+        family=base.family,
+        size_b=base.size_b,
+        task=run.budget.task,
+        n=split.budget,
+        seed=run.seed,
+        stage=split.stage,  # type: ignore[arg-type]
+        model_path=str(run_dir.resolve()),
+        lora=bool(run.model.use_peft),
+        train_data=data_pool.train_data(),
+        subset_hash=subset_hash(ids),
+        config=config,
+        budget=split.budget,
+        sft_fraction=split.fraction,
+    )
+
+
+def run_training_args(run: DPORun, split: BudgetSplit, run_dir: Path):
+    args = copy.deepcopy(run.training)
+    args.output_dir = str(run_dir)
+    args.run_name = (
+        f"{run.budget.experiment}/{run_dir.parent.parent.name}/{run.budget.task}/{split.name}"
+    )
+    return args
+
+
+def start_model_args(run: DPORun, stage: SFTStage):
+    """ModelConfig of the policy's starting point: the SFT checkpoint, or the base model."""
+    model_args = copy.deepcopy(run.model)
+    if stage.run_dir is not None:
+        model_args.model_name_or_path = str(stage.run_dir)
+    return model_args
+
+
+def train_dpo(
+    run: DPORun,
+    args: Any,
+    model_args: Any,
+    pairs: Sequence[PreferencePair],
+    manifest: Manifest,
+    run_dir: Path,
+) -> None:
+    log.info("DPO %s: %d pairs from %s", run_dir, len(pairs), model_args.model_name_or_path)
+    resume_from = prepare_run_dir(run_dir, fingerprint(manifest.config), run.budget.resume)
+    tokenizer = load_tokenizer(model_args, args.trust_remote_code)
+    check_prompt_format(run.budget.prompt_format, tokenizer)
+    trainer = build_trainer(run, args, model_args, pairs, tokenizer)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    lora = bool(run.model.use_peft)
+    save_trained(trainer, run_dir, lora)
+    release(trainer)
+    merge = (model_args, args) if lora and run.budget.merge_lora else None
+    finish_run_dir(
+        run_dir,
+        manifest,
+        tokenizer=tokenizer,
+        merge=merge,
+        keep_checkpoints=run.budget.keep_checkpoints,
+    )
+
+
+def build_trainer(
+    run: DPORun, args: Any, model_args: Any, pairs: Sequence[PreferencePair], tokenizer
+):
+    """TRL's DPOTrainer; without LoRA the reference model is a frozen copy of the start model."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    model = load_model(model_args, args, tokenizer)
+    dataset = Dataset.from_list(preference_records(pairs, run.budget.prompt_format))
+    return DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(model_args),
+    )
+
+
+def completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
+    """log p(completion + EOS | prompt) under `model` (the quantity DPO's margin is built on)."""
+    import torch
+
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    full_ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([full_ids], device=model.device)).logits[0, :-1].float()
+    logprobs = logits.log_softmax(-1).gather(
+        1, torch.tensor(full_ids[1:], device=model.device)[:, None]
+    )
+    return float(logprobs[len(prompt_ids) - 1 :].sum())
+
+
+def preference_margin(model, tokenizer, pairs: Sequence[PreferencePair]) -> float:
+    """Mean over pairs of log p(chosen) - log p(rejected): rises when DPO learns the preference."""
+    margins = [
+        completion_logprob(model, tokenizer, p.prompt, p.chosen)
+        - completion_logprob(model, tokenizer, p.prompt, p.rejected)
+        for p in pairs
+    ]
+    return sum(margins) / len(margins)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Path]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return run_dpo(parse_args(argv))
+    except sft.USER_ERRORS as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
