@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sah_tasks import TASKS_DIR
 
 # Our own subcommands: name -> "module:function" taking argv (the arguments after the name).
-EXTRA_COMMANDS: dict[str, str] = {}
+EXTRA_COMMANDS: dict[str, str] = {"sweep": "sah_tasks.sweep:main"}
 
 
 def _with_sah_tasks(include_path):

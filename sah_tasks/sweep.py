@@ -1,0 +1,471 @@
+"""`sah-eval sweep RUN_DIR`: score every completed checkpoint of a run directory on every task.
+
+One process serves many evaluations: the task index is built once, and each model is loaded once
+for all of its tasks (with vLLM + LoRA, one engine serves every adapter of the sweep, switching
+the adapter per request). Each (checkpoint, task) unit writes lm-eval's own files into
+`<checkpoint>/eval/<task>/`; the results file is moved into place last, so its presence marks the
+unit done, a rerun skips it, and a killed run leaves nothing that looks complete.
+
+Scaling out: `--shard i/n` takes every n-th unit of the sorted list of *all* units (done or not),
+so n processes (GPUs, nodes, a SLURM array) cover everything exactly once; `--ray` runs each
+checkpoint's units as a Ray task on a cluster instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("sah.sweep")
+
+MANIFEST = "sah_manifest.json"
+COMPLETED = "COMPLETED"
+
+
+class SweepError(ValueError):
+    """A user-fixable problem: bad run directory, manifest, shard spec or task name."""
+
+
+# ----------------------------------------------------------------------------- discovery
+@dataclass(frozen=True)
+class Checkpoint:
+    """One completed checkpoint folder of the run directory (see ARCHITECTURE.md)."""
+
+    path: Path
+    rel: str  # path relative to the run directory, the stable sort/shard key
+    manifest: dict[str, Any] = field(compare=False, hash=False, repr=False)
+
+    @property
+    def model_path(self) -> str:
+        """What to load: the checkpoint itself, or the base model for n0."""
+        value = self.manifest.get("model_path") or self.manifest.get("base_model")
+        if not value:
+            raise SweepError(f"{self.path / MANIFEST}: no 'model_path' or 'base_model' field")
+        local = Path(value) if Path(value).is_absolute() else self.path / value
+        return str(local) if local.exists() else str(value)
+
+    @property
+    def base_model(self) -> str:
+        return str(self.manifest.get("base_model") or self.model_path)
+
+    @property
+    def adapter(self) -> Path | None:
+        """The LoRA adapter folder, when this checkpoint was trained with LoRA."""
+        adapter = self.path / "adapter"
+        return adapter if self.manifest.get("lora") and adapter.is_dir() else None
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SweepError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(manifest, dict):
+        raise SweepError(f"{path}: expected a JSON object")
+    return manifest
+
+
+def discover(run_dir: Path) -> list[Checkpoint]:
+    """Completed checkpoints under `run_dir`, sorted; incomplete ones are logged and skipped."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SweepError(f"run directory {run_dir} does not exist")
+    found = []
+    for manifest in sorted(run_dir.rglob(MANIFEST)):
+        folder = manifest.parent
+        if "eval" in folder.relative_to(run_dir).parts:
+            continue
+        if not (folder / COMPLETED).exists():
+            log.warning("skipping %s: no %s marker (training incomplete)", folder, COMPLETED)
+            continue
+        rel = folder.relative_to(run_dir).as_posix()
+        found.append(Checkpoint(folder, rel, _read_manifest(manifest)))
+    if not found:
+        raise SweepError(f"no completed checkpoint (folder with {MANIFEST} + {COMPLETED}) under {run_dir}")
+    return found
+
+
+# ----------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class Unit:
+    """One evaluation: a checkpoint on a task."""
+
+    checkpoint: Checkpoint
+    task: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.checkpoint.rel, self.task)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.checkpoint.path / "eval" / self.task
+
+    @property
+    def done(self) -> bool:
+        return self.out_dir.is_dir() and any(self.out_dir.glob("results_*.json"))
+
+
+def plan(checkpoints: Iterable[Checkpoint], tasks: Sequence[str]) -> list[Unit]:
+    return sorted((Unit(c, t) for c in checkpoints for t in tasks), key=lambda u: u.key)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    if not spec:
+        return (0, 1)
+    try:
+        index, count = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise SweepError(f"--shard {spec!r}: expected i/n, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise SweepError(f"--shard {spec!r}: need 0 <= i < n")
+    return index, count
+
+
+def take_shard(units: Sequence[Unit], index: int, count: int) -> list[Unit]:
+    """Every count-th unit starting at index: disjoint shards whose union is all units."""
+    return list(units[index::count])
+
+
+def expand_tasks(patterns: Sequence[str], task_manager) -> list[str]:
+    """Task names and globs ('sah_*') -> concrete task names; a tag expands to its member tasks."""
+    from lm_eval.tasks._index import Kind
+
+    subtasks = set(task_manager.all_subtasks)
+    names: list[str] = []
+    for pattern in patterns:
+        matched = task_manager.match_tasks([pattern])
+        if not matched:
+            raise SweepError(f"--tasks: no task matches {pattern!r}; see `sah-eval ls tasks`")
+        for name in matched:
+            entry = task_manager.task_index[name]
+            if name in subtasks:
+                names.append(name)
+            elif entry.kind == Kind.TAG:
+                names.extend(sorted(entry.tags))
+            else:
+                raise SweepError(f"--tasks: {name!r} is a group; list its tasks instead")
+    return sorted(dict.fromkeys(n for n in names if n in subtasks))
+
+
+# ----------------------------------------------------------------------------- vLLM adapters
+class AdapterBook:
+    """Stable vLLM LoRA ids for the adapters of one sweep, and the rank limit they need.
+
+    vLLM caches adapters by integer id, so two different adapters must never share an id, and
+    the engine must be started with `max_lora_rank` >= every adapter's rank.
+    """
+
+    def __init__(self, adapters: Iterable[Path]):
+        self.ids = {Path(p): i for i, p in enumerate(sorted(dict.fromkeys(adapters)), start=1)}
+
+    @staticmethod
+    def rank(adapter: Path) -> int:
+        config = Path(adapter) / "adapter_config.json"
+        try:
+            return int(json.loads(config.read_text())["r"])
+        except (OSError, KeyError, ValueError) as e:
+            raise SweepError(f"{config}: cannot read the LoRA rank 'r' ({e})") from None
+
+    @property
+    def max_rank(self) -> int:
+        # vLLM accepts only these rank limits; round up to the next one.
+        needed = max((self.rank(p) for p in self.ids), default=8)
+        return next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= needed)
+
+    def request(self, adapter: Path, request_cls: Callable[..., Any] | None = None):
+        if request_cls is None:
+            from vllm.lora.request import LoRARequest as request_cls
+        adapter = Path(adapter)
+        return request_cls(f"sah-{self.ids[adapter]}", self.ids[adapter], str(adapter))
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass
+class SweepOptions:
+    backend: str = "hf"  # "hf" (CPU or GPU) or "vllm" (GPU)
+    model_args: str = ""  # extra lm-eval model args, "k=v,k=v"
+    device: str | None = None
+    batch_size: str = "auto"
+    limit: float | None = None
+    gen_kwargs: str | None = None
+    apply_chat_template: bool = False
+    confirm_run_unsafe_code: bool = False
+    lora_switching: bool = True  # vLLM: one engine, adapters switched per request
+    seed: int = 1234
+
+
+@dataclass
+class SweepReport:
+    done: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    model_loads: int = 0
+
+
+def _model_args(base: str, extra: str, **kw: Any) -> str:
+    parts = [f"pretrained={base}"] + [p for p in extra.split(",") if p.strip()]
+    parts += [f"{k}={v}" for k, v in kw.items() if v is not None]
+    return ",".join(parts)
+
+
+def _load_lm(model_args: str, opts: SweepOptions):
+    from lm_eval.api.registry import get_model
+
+    extra = {"batch_size": opts.batch_size, "device": opts.device}
+    return get_model(opts.backend).create_from_arg_string(model_args, extra)
+
+
+def _release(lm) -> None:
+    """Free the model before loading the next one (GPU memory is the limit on a sweep)."""
+    del lm
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _finalise(staging: Path, out_dir: Path) -> None:
+    """Move lm-eval's files into `out_dir`: samples first, the results file (the marker) last."""
+    files = sorted(staging.rglob("*.json*"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("samples_*.jsonl"):  # from an interrupted earlier attempt
+        stale.unlink()
+    for f in sorted(files, key=lambda p: p.name.startswith("results_")):
+        f.replace(out_dir / f.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def evaluate_unit(lm, unit: Unit, task_manager, opts: SweepOptions) -> dict[str, Any]:
+    """Evaluate one unit with an already loaded model and write its files atomically."""
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+
+    staging = unit.checkpoint.path / "eval" / f".partial-{unit.task}"
+    shutil.rmtree(staging, ignore_errors=True)
+    tracker = EvaluationTracker(output_path=str(staging))
+    results = simple_evaluate(
+        model=lm,
+        tasks=[unit.task],
+        task_manager=task_manager,
+        limit=opts.limit,
+        gen_kwargs=opts.gen_kwargs,
+        log_samples=True,
+        evaluation_tracker=tracker,
+        apply_chat_template=opts.apply_chat_template,
+        confirm_run_unsafe_code=opts.confirm_run_unsafe_code,
+        random_seed=opts.seed,
+        numpy_random_seed=opts.seed,
+        torch_random_seed=opts.seed,
+        fewshot_random_seed=opts.seed,
+    )
+    samples = results.pop("samples")
+    results["sah"] = {"checkpoint": unit.checkpoint.rel, "model_path": unit.checkpoint.model_path}
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    _finalise(staging, unit.out_dir)
+    return results
+
+
+def _groups(units: Sequence[Unit]) -> list[tuple[Checkpoint, list[Unit]]]:
+    ordered = sorted(units, key=lambda u: u.key)
+    return [(c, list(us)) for c, us in groupby(ordered, key=lambda u: u.checkpoint)]
+
+
+def _run_group(lm, units: list[Unit], task_manager, opts, report: SweepReport, bar) -> None:
+    for unit in units:
+        t0 = time.time()
+        try:
+            evaluate_unit(lm, unit, task_manager, opts)
+        except Exception as e:  # one failing unit must not lose the rest of the sweep
+            log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
+            report.failed.append((*unit.key, f"{type(e).__name__}: {e}"))
+        else:
+            report.done.append(unit.key)
+            log.info("done %s on %s in %.1fs", unit.checkpoint.rel, unit.task, time.time() - t0)
+        bar.update(1)
+
+
+def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepReport:
+    """Evaluate `units` (already sharded), loading each model once; skip units already done."""
+    from tqdm.auto import tqdm
+
+    report = SweepReport(skipped=[u.key for u in units if u.done])
+    todo = [u for u in units if not u.done]
+    bar = tqdm(total=len(todo), desc="sweep", unit="eval")
+    groups = _groups(todo)
+    adapters = [c.adapter for c, _ in groups if c.adapter is not None]
+    if opts.backend == "vllm" and opts.lora_switching and adapters:
+        _run_vllm_lora(groups, adapters, task_manager, opts, report, bar)
+    else:
+        for checkpoint, group in groups:
+            lm = _load_lm(_model_args(checkpoint.model_path, opts.model_args), opts)
+            report.model_loads += 1
+            _run_group(lm, group, task_manager, opts, report, bar)
+            _release(lm)
+    bar.close()
+    return report
+
+
+def _run_vllm_lora(groups, adapters, task_manager, opts, report, bar) -> None:
+    """One vLLM engine per base model; every adapter on it is selected per request."""
+    book = AdapterBook(adapters)
+    by_base: dict[str, list[tuple[Checkpoint, list[Unit]]]] = {}
+    for checkpoint, group in groups:
+        by_base.setdefault(checkpoint.base_model, []).append((checkpoint, group))
+    for base, members in sorted(by_base.items()):
+        first = next((c.adapter for c, _ in members if c.adapter is not None), None)
+        args = _model_args(
+            base, opts.model_args, lora_local_path=first, max_lora_rank=book.max_rank
+        )
+        lm = _load_lm(args, opts)
+        report.model_loads += 1
+        for checkpoint, group in members:
+            # n0 (the base model) on the same engine: no adapter for its requests.
+            lm.lora_request = book.request(checkpoint.adapter) if checkpoint.adapter else None
+            _run_group(lm, group, task_manager, opts, report, bar)
+        _release(lm)
+
+
+def run_with_ray(units: Sequence[Unit], opts: SweepOptions, num_gpus: float = 1.0) -> SweepReport:
+    """Run each checkpoint's units as one Ray task (`pip install 'sah[ray]'`; `ray start` first)."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--ray needs Ray: pip install 'sah[ray]'") from None
+
+    @ray.remote(num_gpus=num_gpus)
+    def _remote(run_units_args):
+        from sah_tasks.cli import install_task_path
+
+        install_task_path()
+        from lm_eval.tasks import TaskManager
+
+        units_, opts_ = run_units_args
+        return run_units(units_, TaskManager(), opts_)
+
+    ray.init(address="auto", ignore_reinit_error=True)
+    futures = [_remote.remote((group, opts)) for _, group in _groups(units)]
+    total = SweepReport()
+    for part in ray.get(futures):
+        total.done += part.done
+        total.skipped += part.skipped
+        total.failed += part.failed
+        total.model_loads += part.model_loads
+    return total
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sah-eval sweep",
+        description=(
+            "Evaluate every completed checkpoint under RUN_DIR on every task, writing lm-eval's "
+            "results into <checkpoint>/eval/<task>/. Finished units are skipped; an interrupted "
+            "sweep finishes the rest when rerun."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  sah-eval sweep runs/exp --tasks sah_gsm8k,sah_ifeval --backend vllm \\\n"
+            "      --tensor_parallel_size 1 --gpu_memory_utilization 0.9 --enable_prefix_caching\n"
+            "  sah-eval sweep runs/exp --tasks 'sah_*' --backend hf --device cpu --limit 20\n"
+            "  sah-eval sweep runs/exp --tasks sah_gsm8k --shard $SLURM_ARRAY_TASK_ID/8"
+        ),
+    )
+    p.add_argument("run_dir", type=Path, help="run directory (runs/<experiment>)")
+    p.add_argument("--tasks", required=True, help="comma-separated task names or globs ('sah_*')")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="lm-eval model type")
+    p.add_argument("--model_args", default="", help="extra lm-eval model args, k=v,k=v")
+    p.add_argument("--dtype", default=None, help="model dtype (e.g. bfloat16, float32)")
+    p.add_argument("--device", default=None, help="hf backend device (cpu, cuda:0)")
+    p.add_argument("--batch_size", default="auto")
+    p.add_argument("--limit", type=float, default=None, help="items per task (debugging; flagged partial by analysis)")
+    p.add_argument("--gen_kwargs", default=None, help="generation overrides, e.g. max_gen_toks=256")
+    p.add_argument("--apply_chat_template", action="store_true", help="for chat models")
+    p.add_argument("--confirm_run_unsafe_code", action="store_true", help="needed by coding tasks")
+    p.add_argument("--shard", default=None, help="i/n: take this process's share of the units")
+    p.add_argument("--ray", action="store_true", help="run checkpoints as Ray tasks on a cluster")
+    p.add_argument("--dry_run", action="store_true", help="list the units and exit")
+    v = p.add_argument_group("vLLM engine")
+    v.add_argument("--tensor_parallel_size", type=int, default=None)
+    v.add_argument("--data_parallel_size", type=int, default=None)
+    v.add_argument("--gpu_memory_utilization", type=float, default=None)
+    v.add_argument("--max_model_len", type=int, default=None)
+    v.add_argument("--enable_prefix_caching", action="store_true")
+    v.add_argument(
+        "--no_lora_switching",
+        action="store_true",
+        help="load each LoRA checkpoint's merged weights instead of one engine with all adapters",
+    )
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> SweepOptions:
+    extra = [args.model_args] if args.model_args else []
+    if args.dtype:
+        extra.append(f"dtype={args.dtype}")
+    if args.backend == "vllm":
+        for name in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len"):
+            if getattr(args, name) is not None:
+                extra.append(f"{name}={getattr(args, name)}")
+        if args.enable_prefix_caching:
+            extra.append("enable_prefix_caching=True")
+    return SweepOptions(
+        backend=args.backend,
+        model_args=",".join(extra),
+        device=args.device,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        gen_kwargs=args.gen_kwargs,
+        apply_chat_template=args.apply_chat_template,
+        confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+        lora_switching=not args.no_lora_switching,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from sah_tasks.cli import install_task_path
+
+        install_task_path()
+        from lm_eval.tasks import TaskManager
+
+        task_manager = TaskManager()  # built once for the whole sweep
+        tasks = expand_tasks([t for t in args.tasks.split(",") if t], task_manager)
+        index, count = parse_shard(args.shard)
+        units = take_shard(plan(discover(args.run_dir), tasks), index, count)
+    except SweepError as e:
+        print(f"sah-eval sweep: error: {e}", file=sys.stderr)
+        return 2
+    log.info("%d units in shard %d/%d (%d already done)", len(units), index, count, sum(u.done for u in units))
+    if args.dry_run:
+        for u in units:
+            print(f"{'done' if u.done else 'todo'}\t{u.checkpoint.rel}\t{u.task}")
+        return 0
+    opts = options_from_args(args)
+    report = run_with_ray(units, opts) if args.ray else run_units(units, task_manager, opts)
+    print(
+        f"sweep: {len(report.done)} evaluated, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed, {report.model_loads} model load(s)"
+    )
+    for rel, task, err in report.failed:
+        print(f"  FAILED {rel} {task}: {err}", file=sys.stderr)
+    return 1 if report.failed else 0

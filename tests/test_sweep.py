@@ -1,0 +1,197 @@
+"""`sah-eval sweep`: discovery, sharding, resume after a kill, and vLLM adapter bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sah_tasks import sweep
+
+TASKS = ["sah_gsm8k", "sah_multihop"]
+
+
+def _checkpoint(folder: Path, n: int, model_path: str, completed: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"schema_version": 1, "n": n, "task": "gsm8k", "model_path": model_path,
+                "base_model": model_path, "lora": False, "stage": "base" if n == 0 else "sft"}  # fmt: skip
+    (folder / "sah_manifest.json").write_text(json.dumps(manifest))
+    if completed:
+        (folder / "COMPLETED").write_text("")
+    return folder
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_model_dir) -> Path:
+    """3 completed checkpoints (n0 -> the base model, n8 and n32 -> weight copies) + 1 incomplete."""
+    root = tmp_path / "runs" / "exp"
+    base = root / "tiny" / "gsm8k"
+    _checkpoint(base / "n0", 0, str(tiny_model_dir))
+    for n in (8, 32):
+        ckpt = base / f"n{n}"
+        shutil.copytree(tiny_model_dir, ckpt)
+        _checkpoint(ckpt, n, ".")
+    _checkpoint(base / "n128", 128, ".", completed=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def task_manager():
+    from sah_tasks.cli import install_task_path
+
+    install_task_path()
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
+
+
+@pytest.fixture
+def fixture_env(monkeypatch, fixtures_dir):
+    monkeypatch.setenv("SAH_GSM8K_DATA", str(fixtures_dir / "gsm8k_test.jsonl"))
+    monkeypatch.setenv("SAH_MULTIHOP_DATA", str(fixtures_dir / "multihop_hotpotqa.jsonl"))
+
+
+OPTS = sweep.SweepOptions(backend="hf", device="cpu", batch_size="4", limit=2,
+                          gen_kwargs="max_gen_toks=16", model_args="dtype=float32")  # fmt: skip
+
+
+def test_discover_skips_incomplete_and_resolves_model_paths(run_dir, tiny_model_dir):
+    found = sweep.discover(run_dir)
+    assert [c.rel for c in found] == ["tiny/gsm8k/n0", "tiny/gsm8k/n32", "tiny/gsm8k/n8"]
+    assert found[0].model_path == str(tiny_model_dir)
+    assert found[1].model_path == str(run_dir / "tiny/gsm8k/n32")
+
+
+def test_bad_inputs_are_clear(tmp_path):
+    with pytest.raises(sweep.SweepError, match="does not exist"):
+        sweep.discover(tmp_path / "missing")
+    with pytest.raises(sweep.SweepError, match="no completed checkpoint"):
+        sweep.discover(tmp_path)
+    bad = tmp_path / "m" / "n1"
+    bad.mkdir(parents=True)
+    (bad / "sah_manifest.json").write_text("{oops")
+    (bad / "COMPLETED").write_text("")
+    with pytest.raises(sweep.SweepError, match=r"sah_manifest.json: not valid JSON"):
+        sweep.discover(tmp_path)
+    for spec in ("2/2", "a/b", "1/0", "-1/3"):
+        with pytest.raises(sweep.SweepError, match="--shard"):
+            sweep.parse_shard(spec)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_shards_cover_every_unit_exactly_once(run_dir, count):
+    units = sweep.plan(sweep.discover(run_dir), TASKS)
+    shards = [sweep.take_shard(units, i, count) for i in range(count)]
+    keys = [u.key for shard in shards for u in shard]
+    assert sorted(keys) == sorted(u.key for u in units)
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
+    run_dir, task_manager, fixture_env, monkeypatch
+):
+    units = sweep.plan(sweep.discover(run_dir), TASKS)
+
+    # 1. A sweep that dies while finalising its 4th unit (after 3 finished) ...
+    real_finalise, calls = sweep._finalise, {"n": 0}
+
+    def dying_finalise(staging, out_dir):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated kill")
+        real_finalise(staging, out_dir)
+
+    monkeypatch.setattr(sweep, "_finalise", dying_finalise)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_units(units, task_manager, OPTS)
+    monkeypatch.setattr(sweep, "_finalise", real_finalise)
+    finished = [u for u in units if u.done]
+    assert len(finished) == 3
+    stamps = {u.key: next(u.out_dir.glob("results_*.json")).stat().st_mtime_ns for u in finished}
+
+    # 2. ... is finished by a rerun that redoes none of the finished units.
+    report = sweep.run_units(units, task_manager, OPTS)
+    assert sorted(report.skipped) == sorted(stamps)
+    assert len(report.done) == 3 and not report.failed
+    assert all(u.done for u in units)
+    for u in finished:
+        assert next(u.out_dir.glob("results_*.json")).stat().st_mtime_ns == stamps[u.key]
+    assert not list(run_dir.rglob(".partial-*")), "staging folders must be cleaned up"
+
+    # Results land in the checkpoint's own eval/<task>/ folder, one results + one samples file.
+    for u in units:
+        results = list(u.out_dir.glob("results_*.json"))
+        assert len(results) == 1 and len(list(u.out_dir.glob("samples_*.jsonl"))) == 1
+        data = json.loads(results[0].read_text())
+        assert u.task in data["results"] and data["sah"]["checkpoint"] == u.checkpoint.rel
+    assert not (run_dir / "tiny/gsm8k/n128/eval").exists()
+
+    # 3. A third run does no work and loads no model.
+    report = sweep.run_units(units, task_manager, OPTS)
+    assert report.done == [] and report.model_loads == 0 and len(report.skipped) == 6
+
+
+def test_one_model_load_per_checkpoint(run_dir, task_manager, monkeypatch):
+    loads, evaluated = [], []
+    monkeypatch.setattr(sweep, "_load_lm", lambda args, opts: loads.append(args) or object())
+    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: evaluated.append(u.key))
+    units = sweep.plan(sweep.discover(run_dir), TASKS)
+    report = sweep.run_units(units, task_manager, OPTS)
+    assert len(loads) == 3 and report.model_loads == 3 and len(evaluated) == 6
+    assert all(a.startswith("pretrained=") and "dtype=float32" in a for a in loads)
+
+
+def _adapter(folder: Path, rank: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
+    return folder
+
+
+def test_adapter_book_ids_and_rank(tmp_path):
+    a, b = _adapter(tmp_path / "n8/adapter", 8), _adapter(tmp_path / "n64/adapter", 24)
+    book = sweep.AdapterBook([b, a, a])
+    assert sorted(book.ids.values()) == [1, 2]  # distinct ids, duplicates collapsed
+    assert book.max_rank == 32  # rounded up to a rank vLLM accepts
+    try:
+        from vllm.lora.request import LoRARequest
+    except ImportError:  # vLLM is a GPU extra; check the wire shape with a stand-in
+        from collections import namedtuple
+
+        LoRARequest = namedtuple("LoRARequest", "lora_name lora_int_id lora_path")
+    req = book.request(b, LoRARequest)
+    assert (req.lora_int_id, req.lora_path) == (book.ids[b], str(b))
+    assert req.lora_name != book.request(a, LoRARequest).lora_name
+    with pytest.raises(sweep.SweepError, match="adapter_config.json"):
+        _ = sweep.AdapterBook([tmp_path]).max_rank
+
+
+def test_vllm_lora_sweep_uses_one_engine_and_switches_adapters(tmp_path, task_manager, monkeypatch):
+    root = tmp_path / "runs"
+    _checkpoint(root / "m/gsm8k/n0", 0, "base/model")
+    for n, rank in ((8, 8), (64, 16)):
+        ckpt = _checkpoint(root / f"m/gsm8k/n{n}", n, ".")
+        manifest = json.loads((ckpt / "sah_manifest.json").read_text())
+        manifest.update(lora=True, base_model="base/model")
+        (ckpt / "sah_manifest.json").write_text(json.dumps(manifest))
+        _adapter(ckpt / "adapter", rank)
+
+    class FakeEngine:
+        lora_request = None
+
+    engines, seen = [], []
+    monkeypatch.setattr(sweep, "_load_lm", lambda args, opts: engines.append(args) or FakeEngine())
+    monkeypatch.setattr(
+        sweep, "evaluate_unit", lambda lm, u, tm, o: seen.append((u.checkpoint.rel, lm.lora_request))
+    )
+    monkeypatch.setattr(
+        sweep.AdapterBook, "request", lambda self, p, cls=None: ("req", self.ids[Path(p)], str(p))
+    )
+    opts = sweep.SweepOptions(backend="vllm")
+    report = sweep.run_units(sweep.plan(sweep.discover(root), ["sah_gsm8k"]), task_manager, opts)
+    assert report.model_loads == 1 and len(engines) == 1
+    assert "pretrained=base/model" in engines[0] and "max_lora_rank=16" in engines[0]
+    by_rel = dict(seen)
+    assert by_rel["m/gsm8k/n0"] is None  # the base model is served without an adapter
+    assert by_rel["m/gsm8k/n8"][1] != by_rel["m/gsm8k/n64"][1]
