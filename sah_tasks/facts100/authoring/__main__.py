@@ -1,0 +1,42 @@
+"""CLI of the Facts100 builder; see `sah_tasks.facts100.authoring` for what it does."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sah_tasks.facts100.authoring.compile import SOURCES_DIR, build_lines, write_atomic
+from sah_tasks.facts100.dataset import SHIPPED_FILE
+from sah_tasks.facts100.validate import validate_events
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sah_tasks.facts100.authoring")
+    parser.add_argument("--sources", default=str(SOURCES_DIR), help="folder of *.yml sources")
+    parser.add_argument("--out", default=str(SHIPPED_FILE), help="JSONL file to write")
+    parser.add_argument("--check", action="store_true", help="only check --out is up to date")
+    args = parser.parse_args(argv)
+
+    events, lines = build_lines(args.sources)
+    problems = validate_events(list(enumerate(events, 1)))
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s); nothing written", file=sys.stderr)
+        return 1
+    text = "".join(lines)
+    if args.check:
+        with open(args.out, encoding="utf-8") as f:
+            if f.read() != text:
+                print(f"{args.out} is out of date; run python -m sah_tasks.facts100.authoring",
+                      file=sys.stderr)
+                return 1
+        print(f"{args.out} is up to date ({len(events)} events)")
+        return 0
+    write_atomic(args.out, text)
+    print(f"wrote {len(events)} events to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
