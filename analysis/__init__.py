@@ -1,1 +1,2 @@
-"""Analysis."""
+"""Analysis of a run directory: tidy results, power-law fits with item-bootstrap intervals,
+GSM8K error taxonomy, the study's figures and tables (`python -m analysis RUN_DIR`)."""

@@ -1,0 +1,131 @@
+"""`python -m analysis RUN_DIR [--out DIR]`: fits, figures, tables and report for a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from analysis.fit import FitError
+from analysis.judge import JudgeConfig, JudgeError
+from analysis.metrics import MetricKey, parse_metric_override
+from analysis.results import ANALYSIS_DIR, ResultsError
+
+EPILOG = """\
+outputs (in --out, default RUN_DIR/analysis):
+  fits.csv              one row per (model, training task, eval task): 1/b, prefactor, R²,
+                        saturating E, A, alpha, leave-largest-out error, all with intervals
+  points.csv            every plotted score with its interval; results.csv: the tidy table
+  tables/*.csv|md|tex   scores, fits, examples needed, budget, error categories
+  figures/*.png|pdf     fig1_scaling_*, fig2_size_*, fig3_errors_*, fig_budget_* (+ Facts100)
+  report.md             all of the above on one page
+
+examples:
+  python -m analysis runs/paper
+  python -m analysis runs/paper --out /tmp/an --n-boot 2000 --ci 0.95
+  python -m analysis runs/paper --metric sah_gsm8k=exact_match,flexible-extract
+  python -m analysis runs/paper --judge-url http://localhost:8000/v1 \\
+      --judge-model Qwen/Qwen2.5-7B-Instruct        # adds the 'reasoning' error category
+
+Method and parameter meanings: docs/analysis.md."""
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated scores, got {text!r}") from None
+    if not all(0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"targets must lie strictly between 0 and 1, got {text!r}")
+    return values
+
+
+def _level(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"--ci must be in (0, 1), e.g. 0.9; got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Fit performance-vs-N power laws with item-bootstrap intervals, categorise "
+        "GSM8K errors, and draw the study's figures and tables for a run directory "
+        "(runs/<experiment>/<model>/<task>/n<N>/eval/<eval_task>/results_*.json).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", type=Path, help="run directory (one experiment, or a folder of them)")
+    p.add_argument("--out", type=Path, help=f"output folder (default: RUN_DIR/{ANALYSIS_DIR})")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--ci", type=_level, default=0.90, help="interval level (default 0.90)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--metric", action="append", default=[], metavar="TASK=METRIC[,FILTER]",
+                   help="primary metric for an eval task (repeatable; TASK may be a glob)")
+    p.add_argument("--targets", type=_targets, default=(0.5, 0.75),
+                   help="scores for 'examples needed' (default 0.5,0.75)")
+    p.add_argument("--error-tasks", default="*gsm8k*",
+                   help="eval tasks (glob) whose samples get the error taxonomy (default *gsm8k*)")
+    p.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first malformed/missing/partial file instead of warning")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    j = p.add_argument_group("LLM judge (optional, any OpenAI-compatible endpoint)")
+    j.add_argument("--judge-url", help="e.g. http://localhost:8000/v1 (vllm serve)")
+    j.add_argument("--judge-model", help="model name the endpoint serves")
+    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key, if one is needed")
+    j.add_argument("--judge-workers", type=int, default=4, help="parallel requests (default 4)")
+    j.add_argument("--judge-cache", type=Path, help="reply cache (default OUT/judge_cache)")
+    return p  # fmt: skip
+
+
+def options_from_args(args: argparse.Namespace):
+    from analysis.pipeline import Options
+
+    run_dir = args.run_dir.expanduser().resolve()
+    out = (args.out or run_dir / ANALYSIS_DIR).expanduser().resolve()
+    metrics: dict[str, MetricKey] = dict(parse_metric_override(m) for m in args.metric)
+    judge = None
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise ValueError("--judge-url and --judge-model go together")
+    if args.judge_url:
+        judge = JudgeConfig(url=args.judge_url, model=args.judge_model,
+                            cache_dir=args.judge_cache or out / "judge_cache",
+                            api_key=os.environ.get(args.judge_api_key_env) or None,
+                            workers=args.judge_workers)  # fmt: skip
+    if args.n_boot < 10:
+        raise ValueError(f"--n-boot {args.n_boot}: use at least 10 resamples (1000 recommended)")
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    return run_dir, Options(out=out, n_boot=args.n_boot, level=args.ci, seed=args.seed,
+                            metrics=metrics, targets=args.targets, judge=judge,
+                            error_tasks=args.error_tasks, formats=formats, strict=args.strict,
+                            progress=not args.quiet)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from analysis.pipeline import analyse
+
+    start = time.perf_counter()
+    try:
+        run_dir, opt = options_from_args(args)
+        out = analyse(run_dir, opt)
+    except (ResultsError, FitError, JudgeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"analysed {out.run.table['checkpoint'].nunique()} checkpoints, "
+          f"{len(out.fits)} curves in {time.perf_counter() - start:.1f}s")  # fmt: skip
+    for _, r in out.fits_df.iterrows():
+        if "inv_b" in r and r["inv_b"] == r["inv_b"]:
+            print(f"  {r['model']:<24} {r['eval_task']:<22} 1/b = {r['inv_b']:.3f} "
+                  f"[{r['inv_b_lo']:.3f}, {r['inv_b_hi']:.3f}]")  # fmt: skip
+    if out.run.warnings:
+        print(f"{len(out.run.warnings)} warnings (listed in the report)")
+    print(f"report: {out.report}")
+    return 0

@@ -1,0 +1,188 @@
+"""Curve fits of performance P against the number of fine-tuning examples D (= N > 0).
+
+Two forms, both vectorised over a leading "resample" axis so that one call fits every bootstrap
+resample at once (see analysis/uncertainty.py); a single fit is the same call with one row.
+
+* Power law (the paper's form): least squares of log P on log D,
+      log P = log a + (1/b) log D      i.e.  P = a * D**(1/b).
+  Closed form, so a batch is a handful of sums. N = 0 is never in this fit (log 0).
+* Saturating: error (1 - P) decays to a floor,
+      err = E + A * D**(-alpha),  E >= 0, A >= 0, alpha in [1e-3, 4].
+  Solved by variable projection: for a given alpha the model is linear in (E, A), so the
+  constrained least-squares (E, A) has a closed form; alpha is found by a grid search refined
+  with golden-section search on that 1-D profile. No start point, no divergence with few points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ALPHA_RANGE = (1e-3, 4.0)
+_GRID = np.geomspace(*ALPHA_RANGE, 160)
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+_TINY = 1e-15
+
+
+class FitError(ValueError):
+    """Too few points (or unusable values) for the requested fit."""
+
+
+@dataclass
+class PowerLaw:
+    """Batch of power-law fits; each field has shape (resamples,)."""
+
+    slope: np.ndarray  # 1/b, the exponent
+    intercept: np.ndarray  # log a
+    r2: np.ndarray  # in log-log space
+    n_points: np.ndarray
+
+    def predict(self, d: np.ndarray | float) -> np.ndarray:
+        """P at D (broadcast: result shape (resamples, len(d)))."""
+        d = np.atleast_1d(np.asarray(d, dtype=float))
+        return np.exp(self.intercept[:, None] + self.slope[:, None] * np.log(d)[None, :])
+
+    def examples_needed(self, target: float) -> np.ndarray:
+        """D at which P reaches `target`; inf when the fitted curve never rises to it."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.exp((np.log(target) - self.intercept) / self.slope)
+        return np.where(self.slope > 0, d, np.inf)
+
+
+@dataclass
+class Saturating:
+    """Batch of saturating fits err = E + A*D**-alpha; each field has shape (resamples,)."""
+
+    floor: np.ndarray  # E: the error left with unlimited data
+    amplitude: np.ndarray  # A
+    alpha: np.ndarray
+    r2: np.ndarray  # on the error scale
+
+    def predict(self, d: np.ndarray | float) -> np.ndarray:
+        """P = 1 - err at D (shape (resamples, len(d)))."""
+        d = np.atleast_1d(np.asarray(d, dtype=float))
+        err = self.floor[:, None] + self.amplitude[:, None] * d[None, :] ** -self.alpha[:, None]
+        return 1.0 - err
+
+    def examples_needed(self, target: float) -> np.ndarray:
+        """D at which P reaches `target`; inf when the floor E is at or above 1 - target."""
+        gap = 1.0 - target - self.floor
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            d = (self.amplitude / gap) ** (1.0 / self.alpha)
+        return np.where(gap > 0, np.where(self.amplitude > 0, d, 1.0), np.inf)
+
+
+def _check_points(d: np.ndarray, minimum: int, what: str) -> np.ndarray:
+    d = np.asarray(d, dtype=float)
+    if d.ndim != 1 or np.any(~np.isfinite(d)) or np.any(d <= 0):
+        raise FitError(f"{what}: data scales must be finite and > 0 (N = 0 is the baseline)")
+    if len(d) < minimum:
+        shown = ", ".join(f"{x:g}" for x in d) or "none"
+        raise FitError(
+            f"{what} needs at least {minimum} data scales with N > 0, got {len(d)} (N = {shown})"
+        )
+    return d
+
+
+def fit_power_law(d: np.ndarray, p: np.ndarray) -> PowerLaw:
+    """Least squares of log P on log D for each row of `p` (shape (resamples, K) or (K,)).
+
+    Points with P <= 0 cannot be logged and are left out of that row's fit; a row with fewer
+    than two usable points gets NaN.
+    """
+    x = np.log(_check_points(d, 2, "power-law fit"))
+    p = np.atleast_2d(np.asarray(p, dtype=float))
+    w = (np.isfinite(p) & (p > 0)).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(w > 0, np.log(np.where(w > 0, p, 1.0)), 0.0)
+        n = w.sum(1)
+        xm = (w * x).sum(1) / n
+        ym = (w * y).sum(1) / n
+        xc = np.where(w > 0, x[None, :] - xm[:, None], 0.0)
+        yc = np.where(w > 0, y - ym[:, None], 0.0)
+        sxx = (xc * xc).sum(1)
+        slope = (xc * yc).sum(1) / sxx
+        intercept = ym - slope * xm
+        sst = (yc * yc).sum(1)
+        sse = ((yc - slope[:, None] * xc) ** 2).sum(1)
+        r2 = np.where(sst > 0, 1.0 - sse / sst, 1.0)
+    bad = (n < 2) | ~(sxx > 0)
+    nan = np.full_like(slope, np.nan)
+    return PowerLaw(
+        slope=np.where(bad, nan, slope),
+        intercept=np.where(bad, nan, intercept),
+        r2=np.where(bad, nan, r2),
+        n_points=n,
+    )
+
+
+def _profile(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares of y on E + A*z with E >= 0, A >= 0, over the last axis (broadcasting).
+
+    The objective is a convex quadratic, so the constrained optimum is the unconstrained one
+    when feasible, else the best of the two boundary solutions (A = 0 or E = 0).
+    """
+    zm, ym = z.mean(-1, keepdims=True), y.mean(-1, keepdims=True)
+    zc, yc = z - zm, y - ym
+    szz = (zc * zc).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_free = np.where(szz > _TINY, (zc * yc).sum(-1) / szz, 0.0)
+        a_e0 = np.maximum((z * y).sum(-1) / np.maximum((z * z).sum(-1), _TINY), 0.0)
+    e_free = ym[..., 0] - a_free * zm[..., 0]
+    candidates = [
+        (np.maximum(ym[..., 0], 0.0) * np.ones_like(a_free), np.zeros_like(a_free)),  # A = 0
+        (np.zeros_like(a_free), a_e0 * np.ones_like(e_free)),  # E = 0
+        (e_free, a_free),
+    ]
+    best_e, best_a, best_sse = None, None, None
+    for e, a in candidates:
+        sse = ((y - e[..., None] - a[..., None] * z) ** 2).sum(-1)
+        if e is e_free:  # the free solution only counts where it respects the bounds
+            sse = np.where((e >= 0) & (a >= 0), sse, np.inf)
+        if best_sse is None:
+            best_e, best_a, best_sse = e, a, sse
+        else:
+            better = sse < best_sse
+            best_e = np.where(better, e, best_e)
+            best_a = np.where(better, a, best_a)
+            best_sse = np.where(better, sse, best_sse)
+    return best_e, best_a, best_sse
+
+
+def fit_saturating(d: np.ndarray, p: np.ndarray, iterations: int = 40) -> Saturating:
+    """Fit err = 1 - P = E + A*D**-alpha for each row of `p` (shape (resamples, K) or (K,))."""
+    logd = np.log(_check_points(d, 3, "saturating fit (E, A, alpha)"))
+    y = 1.0 - np.atleast_2d(np.asarray(p, dtype=float))
+    if not np.all(np.isfinite(y)):
+        raise FitError("saturating fit: scores must be finite")
+    # 1) grid over alpha: z has shape (grid, K), the profile broadcasts to (resamples, grid)
+    z = np.exp(-_GRID[:, None] * logd[None, :])
+    _, _, sse = _profile(z[None, :, :], y[:, None, :])
+    i = np.argmin(sse, axis=1)
+    log_grid = np.log(_GRID)
+    lo = log_grid[np.maximum(i - 1, 0)]
+    hi = log_grid[np.minimum(i + 1, len(_GRID) - 1)]
+
+    # 2) golden-section search on log alpha inside the bracketing grid cells, all rows at once
+    def cost(log_alpha: np.ndarray) -> np.ndarray:
+        return _profile(np.exp(-np.exp(log_alpha)[:, None] * logd[None, :]), y)[2]
+
+    c = hi - _GOLDEN * (hi - lo)
+    e = lo + _GOLDEN * (hi - lo)
+    fc, fe = cost(c), cost(e)
+    for _ in range(iterations):
+        left = fc < fe
+        hi = np.where(left, e, hi)
+        lo = np.where(left, lo, c)
+        c_new = hi - _GOLDEN * (hi - lo)
+        e_new = lo + _GOLDEN * (hi - lo)
+        c, e = np.where(left, c_new, e), np.where(left, c, e_new)
+        f_new = cost(np.where(left, c, e))
+        fc, fe = np.where(left, f_new, fe), np.where(left, fc, f_new)
+    alpha = np.exp((lo + hi) / 2.0)
+    floor, amp, sse = _profile(np.exp(-alpha[:, None] * logd[None, :]), y)
+    sst = ((y - y.mean(1, keepdims=True)) ** 2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(sst > 0, 1.0 - sse / sst, 1.0)
+    return Saturating(floor=floor, amplitude=amp, alpha=alpha, r2=r2)

@@ -1,0 +1,124 @@
+"""Presentation tables (scores, fits, errors, budget, examples needed) as CSV, Markdown and LaTeX.
+
+The Markdown and LaTeX writers are local (no tabulate/jinja2 dependency); LaTeX uses booktabs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.atomic import write_text
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}  # fmt: skip
+
+
+def ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
+    """`0.512 [0.48, 0.54]`; an interval is shown only when it exists."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def count(value: float) -> str:
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        return "∞" if value == math.inf else "–"
+    return f"{value:,.0f}"
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |",
+             "|" + "|".join("---" for _ in df.columns) + "|"]  # fmt: skip
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def latex_escape(text: object) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text)).replace("∞", r"$\infty$")
+
+
+def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
+    cols = "l" * len(df.columns)
+    body = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\small",
+        rf"\caption{{{latex_escape(caption)}}}", rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+        " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule",
+        *body, r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+    ])  # fmt: skip
+
+
+def write_table(df: pd.DataFrame, folder: Path, stem: str, caption: str) -> list[Path]:
+    """Write stem.csv, stem.md and stem.tex; returns the paths."""
+    return [
+        write_text(folder / f"{stem}.csv", df.to_csv(index=False)),
+        write_text(folder / f"{stem}.md", f"**{caption}**\n\n" + to_markdown(df)),
+        write_text(folder / f"{stem}.tex", to_latex(df, caption, f"tab:{stem}")),
+    ]
+
+
+def scores_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Models x N, one row per (model, training task, eval task, metric); cells `value [lo, hi]`."""
+    if points.empty:
+        return pd.DataFrame()
+    pts = points.assign(cell=[ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"],
+                                                                   points["hi"], strict=True)])  # fmt: skip
+    pts["N"] = pts["n"].astype(int)
+    index = ["model", "task", "eval_task", "metric", "filter"]
+    wide = pts.pivot_table(index=index, columns="N", values="cell", aggfunc="first")
+    wide.columns = [f"N={c}" for c in wide.columns]
+    return wide.reset_index().fillna("–")
+
+
+def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """The fitted parameters with their intervals, one row per curve."""
+    def get(row: pd.Series, name: str) -> str:
+        return ci(row.get(name, math.nan), row.get(f"{name}_lo", math.nan), row.get(f"{name}_hi", math.nan))
+
+    rows = []
+    for _, r in fits.iterrows():
+        rows.append({
+            "model": r["model"], "task": r["task"], "eval_task": r["eval_task"],
+            "metric": f"{r['metric']},{r['filter']}", "N>0 points": r["n_points"],
+            "baseline (N=0)": get(r, "baseline"), "1/b": get(r, "inv_b"),
+            "prefactor a": get(r, "prefactor"), "R² (log-log)": f"{r.get('r2', math.nan):.3f}",
+            "E (error floor)": get(r, "sat_E"), "alpha": get(r, "sat_alpha"),
+            "leave-largest-out error (power)": get(r, "llo_power_err"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def inverse_table(inverse: pd.DataFrame) -> pd.DataFrame:
+    if inverse.empty:
+        return pd.DataFrame()
+    out = inverse[["model", "task", "eval_task", "metric", "target", "form"]].copy()
+    out["examples needed"] = [f"{count(v)} [{count(lo)}, {count(hi)}]" for v, lo, hi in
+                              zip(inverse["examples"], inverse["examples_lo"], inverse["examples_hi"], strict=True)]  # fmt: skip
+    out["extrapolated"] = inverse["extrapolated"].map({True: "yes", False: "no"})
+    return out
+
+
+def budget_table(points: pd.DataFrame) -> pd.DataFrame:
+    if points.empty:
+        return pd.DataFrame()
+    pts = points.assign(cell=[ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"],
+                                                                   points["hi"], strict=True)])  # fmt: skip
+    pts["B"] = pts["budget"].astype(int)
+    wide = pts.pivot_table(index=["model", "eval_task", "metric", "sft_fraction"], columns="B",
+                           values="cell", aggfunc="first")  # fmt: skip
+    wide.columns = [f"B={c}" for c in wide.columns]
+    return wide.reset_index().fillna("–")
+
+
+def errors_table(counts: pd.DataFrame) -> pd.DataFrame:
+    cols = ["model", "eval_task", "n", "responses", "incorrect", "format", "arithmetic", "reasoning", "other"]
+    return counts[counts["budget"].isna()][cols].sort_values(["model", "eval_task", "n"])
