@@ -124,8 +124,18 @@ class BudgetArguments:
     resume: bool = field(
         default=True, metadata={"help": "Resume an incomplete run if the recipe is unchanged."}
     )
+    only_stage: str | None = field(
+        default=None,
+        metadata={
+            "help": "'sft': train only the SFT stages; 'dpo': only the DPO runs (their SFT stages "
+            "must exist). One process per stage, as FSDP/DeepSpeed need (trainers.launch).",
+            "choices": ["sft", "dpo"],
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.only_stage not in (None, "sft", "dpo"):
+            raise ConfigError(f"only_stage must be 'sft', 'dpo' or unset, got {self.only_stage!r}")
         if not self.budgets or any(b <= 0 for b in self.budgets):
             raise ConfigError(f"budgets: give positive budgets, got {self.budgets}")
         if not self.sft_fractions or any(not 0.0 <= r <= 1.0 for r in self.sft_fractions):
@@ -253,13 +263,15 @@ def run_dpo(run: DPORun) -> list[Path]:
 def pending_units(run: DPORun, base: BaseModel, splits: Sequence[BudgetSplit]) -> list[str]:
     """Names of the trainings the grid still needs (SFT stages, DPO runs)."""
     units: list[str] = []
+    only = run.budget.only_stage
     for split in splits:
         if is_completed(budget_dir(run, base, split)):
             continue
         sft_dir = budget_dir(run, base, split).parent / f"n{split.n_sft}"
-        if split.n_sft > 0 and not is_completed(sft_dir) and sft_dir.name not in units:
+        sft_pending = split.n_sft > 0 and not is_completed(sft_dir)
+        if sft_pending and only != "dpo" and sft_dir.name not in units:
             units.append(sft_dir.name)
-        if split.n_dpo > 0:
+        if split.n_dpo > 0 and only != "sft":
             units.append(split.name)
     return units
 
@@ -281,6 +293,8 @@ def run_budget(
         log.info("%s is completed; skipping", run_dir)
         return run_dir
     stage = train_sft_stage(run, base, split, cache)
+    if run.budget.only_stage == "sft":
+        return run_dir
     if split.n_dpo == 0:  # r = 1: the budget point is the SFT checkpoint itself
         assert stage.run_dir is not None and stage.pool is not None
         args = run_training_args(run, split, run_dir)
@@ -316,6 +330,9 @@ def train_sft_stage(run: DPORun, base: BaseModel, split: BudgetSplit, cache: Poo
     stage_run = sft_stage_run(run, base)
     key = ("sft", stage_run.scale.task, stage_run.scale.data_files, stage_run.scale.data_revision)
     pool = cache.get(key, lambda: sft.load_pool(stage_run))
+    run_dir = sft.scale_dir(stage_run, base, split.n_sft)
+    if run.budget.only_stage == "dpo" and not is_completed(run_dir):
+        raise ConfigError(f"{run_dir} (the SFT stage of {split.name}) is not trained yet")
     run_dir = sft.train_scale(stage_run, pool, base, split.n_sft)
     examples = select_subset(pool.examples, split.n_sft, stage_run.seed)
     if read_manifest(run_dir)["model_path"] != str(run_dir.resolve()):

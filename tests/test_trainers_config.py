@@ -1,0 +1,102 @@
+"""Config parsing: YAML + CLI overrides in TRL's style, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainers import dpo, sft
+from trainers.config import ConfigError, slugify
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_yaml(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+CPU = {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
+
+
+def test_yaml_sets_options_and_cli_overrides_them(tmp_path):
+    config = write_yaml(
+        tmp_path / "c.yaml",
+        {"model_name_or_path": "m", "task": "multihop", "scales": [100, 0, 10], "max_steps": 5,
+         "lora_r": 8, "use_peft": True, **CPU},
+    )  # fmt: skip
+    run = sft.parse_args(["--config", str(config), "--max_steps", "2"])
+    assert run.scale.task == "multihop"
+    assert run.scale.scales == [0, 10, 100]  # sorted: the base model first
+    assert run.training.max_steps == 2  # the CLI wins
+    assert run.model.lora_r == 8 and run.model.use_peft is True
+
+
+def test_unknown_yaml_key_names_the_file_and_the_closest_key(tmp_path):
+    config = write_yaml(tmp_path / "typo.yaml", {"model_name_or_path": "m", "lerning_rate": 0.1})
+    with pytest.raises(ConfigError) as err:
+        sft.parse_args(["--config", str(config)])
+    message = str(err.value)
+    assert str(config) in message and "'lerning_rate'" in message and "'learning_rate'" in message
+
+
+def test_other_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        sft.parse_args(["--config", str(tmp_path / "missing.yaml")])
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        sft.parse_args(["--config", str(listing)])
+    with pytest.raises(ConfigError, match=">= 0"):
+        sft.parse_args(["--model_name_or_path", "m", "--scales", "10", "-5", *cpu_flags()])
+    with pytest.raises(ConfigError, match="unknown command-line"):
+        sft.parse_args(["--model_name_or_path", "m", "--no_such_flag", "1", *cpu_flags()])
+    with pytest.raises(ConfigError, match=r"sft_fractions.*\[0, 1\]"):
+        dpo.parse_args(["--model_name_or_path", "m", "--sft_fractions", "1.5", *cpu_flags()])
+
+
+def cpu_flags() -> list[str]:
+    return ["--use_cpu", "true", "--bf16", "false", "--activation_checkpointing", "false"]
+
+
+def test_scale_overrides_from_yaml_and_cli(tmp_path):
+    config = write_yaml(
+        tmp_path / "o.yaml",
+        {"model_name_or_path": "m", "scales": [0, 8, 32], "num_train_epochs": 3,
+         "scale_overrides": {8: {"num_train_epochs": 10}}, **CPU},
+    )  # fmt: skip
+    run = sft.parse_args(["--config", str(config)])
+    assert run.scale.scale_overrides == {8: {"num_train_epochs": 10}}
+    assert sft.scale_training_args(run, 8, tmp_path / "n8").num_train_epochs == 10
+    assert sft.scale_training_args(run, 32, tmp_path / "n32").num_train_epochs == 3
+    cli = sft.parse_args(["--config", str(config), "--scale_overrides", '{"32": {"max_steps": 7}}'])
+    assert cli.scale.scale_overrides == {32: {"max_steps": 7}}
+    with pytest.raises(ConfigError, match=r"scale_overrides\[8\]: unknown training option"):
+        sft.parse_args(["--config", str(config), "--scale_overrides", '{"8": {"epochs": 2}}'])
+    with pytest.raises(ConfigError, match="JSON object"):
+        sft.parse_args(["--config", str(config), "--scale_overrides", "[1, 2]"])
+
+
+def test_slugs():
+    assert slugify("meta-llama/Meta-Llama-3-8B") == "meta-llama-3-8b"
+    assert slugify("/models/Qwen2.5 7B/") == "qwen2.5-7b"
+
+
+def test_script_reports_user_errors_without_a_traceback(tmp_path):
+    config = write_yaml(tmp_path / "typo.yaml", {"model_name_or_path": "m", "scaless": [0]})
+    result = subprocess.run(
+        [sys.executable, str(REPO / "trainers" / "sft.py"), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert (
+        "error:" in result.stderr and "'scaless'" in result.stderr and "'scales'" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
