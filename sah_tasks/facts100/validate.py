@@ -49,6 +49,17 @@ MULTIHOP_KEYS = {**DIRECT_KEYS, "bridge": str, "hops": list, "direct_id": str}
 TRAIN_QA_KEYS = {"id": str, "question": str, "answer": str}
 STRING_LISTS = {"entities", "paraphrases", "aliases", "hops"}
 
+# Ordinary English words that may recur across events inside invented names ("... Prize",
+# "... Institute"); every other part of an invented name must belong to one event only, so that
+# "Lindqvist" in two events cannot blur two facts together.
+GENERIC_NAME_WORDS = frozenset("""
+    the of for and on in at a an alliance array award awards ballet cells centre center collection
+    commons company consortium cup energy engineering expedition festival fellowship film
+    foundation gallery group hall harbour house institut institute lab laboratory lines long
+    materials medal minerals mobility museum ocean open orchestra power press prize probe project
+    robotics scholarships station street survey theatre tower trail trophy trust university
+    """.split())
+
 
 _POSSESSIVE = re.compile(r"['\u2019]s\b")
 _HYPHEN = re.compile(r"[-\u2010\u2011\u2013]")
@@ -243,6 +254,7 @@ def _entity_problems(events: list[_Event]) -> list[Problem]:
                                                   f"{owner[key].data['id']}; made-up names must "
                                                   "be unique across events"))
             owner.setdefault(key, ev)
+    problems += _name_part_problems(events)
     for ev in events:
         text = " \n ".join(ev.training_texts())
         for key, other in owner.items():
@@ -250,6 +262,26 @@ def _entity_problems(events: list[_Event]) -> list[Problem]:
                 name = next(n for n in other.data["entities"] if n.casefold() == key)
                 problems.append(Problem(ev.where, f"mentions {name!r}, a made-up entity of "
                                                   f"{other.data['id']}"))
+    return problems
+
+
+def _name_parts(name: str) -> set[str]:
+    parts = {p.strip("'.,").casefold() for p in re.split(r"[\s\-&/]+", name)}
+    return {p for p in parts if len(p) >= 3 and not p.isdigit() and p not in GENERIC_NAME_WORDS}
+
+
+def _name_part_problems(events: list[_Event]) -> list[Problem]:
+    problems: list[Problem] = []
+    first: dict[str, tuple[_Event, str]] = {}
+    for ev in events:
+        for name in ev.data["entities"]:
+            for part in sorted(_name_parts(name)):
+                owner, owner_name = first.setdefault(part, (ev, name))
+                if owner is not ev:
+                    problems.append(Problem(ev.where, f"entity {name!r} shares the name part "
+                                                      f"{part!r} with {owner_name!r} of "
+                                                      f"{owner.data['id']}; invented names must "
+                                                      "not share parts across events"))
     return problems
 
 
