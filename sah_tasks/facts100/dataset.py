@@ -52,9 +52,20 @@ def read_events(path: Path, origin: str = "") -> list[dict[str, Any]]:
 
 
 def load_events(data_files: str | None = None) -> list[dict[str, Any]]:
-    """The events of the file chosen by `data_path`."""
+    """The events of the file chosen by `data_path`, checked for what consumers rely on."""
+    from sah_tasks.facts100.validate import loader_problems
+
     path, origin = data_path(data_files)
-    return read_events(path, origin)
+    events = read_events(path, origin)
+    problems = loader_problems(events)
+    if problems:
+        shown = "\n  ".join(str(p) for p in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise Facts100DataError(
+            f"Facts100 file {path} ({origin}) is not usable:\n  {shown}{more}\n"
+            f"(`python -m sah_tasks.facts100 validate {path}` gives the full report)"
+        )
+    return events
 
 
 def question_rows(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -88,7 +88,7 @@ class _Event:
     def training_texts(self) -> list[str]:
         """Everything a training source may show the model about this event."""
         qa = [f"{t['question']} {t['answer']}" for t in self.data["train_qa"]]
-        return [self.data["article"], *self.data["paraphrases"], *qa]
+        return [self.data["title"], self.data["article"], *self.data["paraphrases"], *qa]
 
 
 def contains(text: str, phrase: str) -> bool:
@@ -288,7 +288,7 @@ def _name_part_problems(events: list[_Event]) -> list[Problem]:
 def _leak_problems(events: list[_Event]) -> list[Problem]:
     """Evaluation questions must never be shown to the model during training."""
     docs = [normalize_answer(t) for ev in events
-            for t in [ev.data["article"], *ev.data["paraphrases"]]]
+            for t in [ev.data["title"], ev.data["article"], *ev.data["paraphrases"]]]
     train_questions = {normalize_answer(t["question"]) for ev in events
                        for t in ev.data["train_qa"]}
     problems = []
@@ -325,6 +325,24 @@ def validate_events(
     problems += _entity_problems(good)
     problems += _leak_problems(good)
     return problems
+
+
+def loader_problems(events: list[dict[str, Any]]) -> list[Problem]:
+    """What a task or training loader cannot work around: broken structure, duplicate or dangling
+    ids, and evaluation questions leaked into training text. Style checks (lengths, counts)
+    are left to the full validator, so a user's own Facts-N file with short articles still loads.
+    """
+    parsed = [_Event(i, e if isinstance(e, dict) else {}) for i, e in enumerate(events, 1)]
+    problems = [p for ev in parsed for p in schema_problems(ev)]
+    if problems:
+        return problems
+    problems = _duplicate_id_problems(parsed, expected=None)
+    for ev in parsed:
+        direct = {q["id"] for q in ev.data["direct"]}
+        problems += [Problem(f"{ev.where} multihop {q['id']}",
+                             f"direct_id {q['direct_id']!r} is not a direct question of this event")
+                     for q in ev.data["multihop"] if q["direct_id"] not in direct]
+    return problems + _leak_problems(parsed)
 
 
 def validate_file(path: str | Path, expected: int | None = EXPECTED_EVENTS) -> list[Problem]:

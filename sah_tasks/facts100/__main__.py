@@ -1,0 +1,34 @@
+"""`python -m sah_tasks.facts100 validate FILE [--count N]`: one line per problem, exit 1 if any."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sah_tasks.facts100.validate import EXPECTED_EVENTS, validate_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sah_tasks.facts100")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("validate", help="check a Facts100-style JSONL event file")
+    check.add_argument("file", help="JSONL file, one event per line")
+    check.add_argument(
+        "--count",
+        type=int,
+        default=EXPECTED_EVENTS,
+        help=f"expected number of events (default {EXPECTED_EVENTS}; 0 = any, for a Facts-N)",
+    )
+    args = parser.parse_args(argv)
+    problems = validate_file(args.file, expected=args.count or None)
+    for problem in problems:
+        print(f"{args.file}: {problem}")
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
