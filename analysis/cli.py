@@ -18,7 +18,8 @@ EPILOG = """\
 outputs (in --out, default RUN_DIR/analysis):
   fits.csv              one row per (model, training task, eval task): 1/b, prefactor, R²,
                         saturating E, A, alpha, leave-largest-out error, all with intervals
-  points.csv            every plotted score with its interval; results.csv: the tidy table
+  points.csv            every plotted score with its interval; results.csv: the tidy table;
+                        errors.csv: error-taxonomy counts per checkpoint
   tables/*.csv|md|tex   scores, fits, examples needed, budget, error categories
   figures/*.png|pdf     fig1_scaling_*, fig2_size_*, fig3_errors_*, fig_budget_* (+ Facts100)
   report.md             all of the above on one page

@@ -117,37 +117,39 @@ def fit_power_law(d: np.ndarray, p: np.ndarray) -> PowerLaw:
     )
 
 
-def _profile(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least squares of y on E + A*z with E >= 0, A >= 0, over the last axis (broadcasting).
+def _profile(k: int, sz, szz, sy, syy, szy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares of y on E + A*z with E >= 0, A >= 0, from the sums over the K points
+    (sz = sum z, szz = sum z^2, sy, syy, szy; all broadcastable), so a whole grid of alphas
+    costs one matrix product. Returns (E, A, SSE).
 
     The objective is a convex quadratic, so the constrained optimum is the unconstrained one
     when feasible, else the best of the two boundary solutions (A = 0 or E = 0).
     """
-    zm, ym = z.mean(-1, keepdims=True), y.mean(-1, keepdims=True)
-    zc, yc = z - zm, y - ym
-    szz = (zc * zc).sum(-1)
+    zm, ym = sz / k, sy / k
+    szz_c = szz - k * zm * zm
     with np.errstate(divide="ignore", invalid="ignore"):
-        a_free = np.where(szz > _TINY, (zc * yc).sum(-1) / szz, 0.0)
-        a_e0 = np.maximum((z * y).sum(-1) / np.maximum((z * z).sum(-1), _TINY), 0.0)
-    e_free = ym[..., 0] - a_free * zm[..., 0]
-    candidates = [
-        (np.maximum(ym[..., 0], 0.0) * np.ones_like(a_free), np.zeros_like(a_free)),  # A = 0
-        (np.zeros_like(a_free), a_e0 * np.ones_like(e_free)),  # E = 0
-        (e_free, a_free),
-    ]
-    best_e, best_a, best_sse = None, None, None
-    for e, a in candidates:
-        sse = ((y - e[..., None] - a[..., None] * z) ** 2).sum(-1)
-        if e is e_free:  # the free solution only counts where it respects the bounds
-            sse = np.where((e >= 0) & (a >= 0), sse, np.inf)
-        if best_sse is None:
-            best_e, best_a, best_sse = e, a, sse
-        else:
-            better = sse < best_sse
-            best_e = np.where(better, e, best_e)
-            best_a = np.where(better, a, best_a)
-            best_sse = np.where(better, sse, best_sse)
-    return best_e, best_a, best_sse
+        a_free = np.where(szz_c > _TINY, (szy - k * zm * ym) / szz_c, 0.0)
+        a_e0 = np.maximum(szy / np.maximum(szz, _TINY), 0.0)
+    e_free = ym - a_free * zm
+
+    def sse(e, a):
+        return syy - 2 * e * sy - 2 * a * szy + k * e * e + 2 * e * a * sz + a * a * szz
+
+    zero = np.zeros(np.broadcast_shapes(np.shape(a_free), np.shape(e_free)))
+    e_a0 = zero + np.maximum(ym, 0.0)
+    best_e, best_a, best = e_a0, zero, sse(e_a0, zero)  # A = 0
+    cand = sse(zero, zero + a_e0)  # E = 0
+    better = cand < best
+    best_e, best_a, best = np.where(better, 0.0, best_e), np.where(better, a_e0, best_a), np.minimum(cand, best)
+    free_ok = (e_free >= 0) & (a_free >= 0)
+    cand = np.where(free_ok, sse(e_free, a_free), np.inf)
+    better = cand < best
+    return np.where(better, e_free, best_e), np.where(better, a_free, best_a), np.minimum(cand, best)
+
+
+def _sums(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sums over the last axis of z (resamples, K) against y (resamples, K)."""
+    return z.sum(-1), (z * z).sum(-1), y.sum(-1), (y * y).sum(-1), (z * y).sum(-1)
 
 
 def fit_saturating(d: np.ndarray, p: np.ndarray, iterations: int = 40) -> Saturating:
@@ -156,9 +158,12 @@ def fit_saturating(d: np.ndarray, p: np.ndarray, iterations: int = 40) -> Satura
     y = 1.0 - np.atleast_2d(np.asarray(p, dtype=float))
     if not np.all(np.isfinite(y)):
         raise FitError("saturating fit: scores must be finite")
-    # 1) grid over alpha: z has shape (grid, K), the profile broadcasts to (resamples, grid)
+    k = len(logd)
+    sy, syy = y.sum(1), (y * y).sum(1)
+    # 1) grid over alpha: z has shape (grid, K); sum z*y for every (resample, alpha) is y @ z.T
     z = np.exp(-_GRID[:, None] * logd[None, :])
-    _, _, sse = _profile(z[None, :, :], y[:, None, :])
+    _, _, sse = _profile(k, z.sum(1)[None, :], (z * z).sum(1)[None, :], sy[:, None],
+                         syy[:, None], y @ z.T)  # fmt: skip
     i = np.argmin(sse, axis=1)
     log_grid = np.log(_GRID)
     lo = log_grid[np.maximum(i - 1, 0)]
@@ -166,7 +171,7 @@ def fit_saturating(d: np.ndarray, p: np.ndarray, iterations: int = 40) -> Satura
 
     # 2) golden-section search on log alpha inside the bracketing grid cells, all rows at once
     def cost(log_alpha: np.ndarray) -> np.ndarray:
-        return _profile(np.exp(-np.exp(log_alpha)[:, None] * logd[None, :]), y)[2]
+        return _profile(k, *_sums(np.exp(-np.exp(log_alpha)[:, None] * logd[None, :]), y))[2]
 
     c = hi - _GOLDEN * (hi - lo)
     e = lo + _GOLDEN * (hi - lo)
@@ -181,7 +186,9 @@ def fit_saturating(d: np.ndarray, p: np.ndarray, iterations: int = 40) -> Satura
         f_new = cost(np.where(left, c, e))
         fc, fe = np.where(left, f_new, fe), np.where(left, fc, f_new)
     alpha = np.exp((lo + hi) / 2.0)
-    floor, amp, sse = _profile(np.exp(-alpha[:, None] * logd[None, :]), y)
+    z = np.exp(-alpha[:, None] * logd[None, :])
+    floor, amp, _ = _profile(k, *_sums(z, y))
+    sse = ((y - floor[:, None] - amp[:, None] * z) ** 2).sum(1)  # direct: exact near zero
     sst = ((y - y.mean(1, keepdims=True)) ** 2).sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(sst > 0, 1.0 - sse / sst, 1.0)

@@ -56,14 +56,17 @@ def primary_metric(
     Overrides win, then the defaults; a task with no known default uses its first reported
     metric (sorted), so a new task still gets a figure. None when it reported nothing.
     """
-    for pattern, key in [*(overrides or {}).items(), *PRIMARY_METRICS]:
+    for pattern, key in (overrides or {}).items():
+        if fnmatch.fnmatchcase(eval_task, pattern):
+            if key not in available:
+                raise ValueError(
+                    f"--metric {pattern}={key}: {eval_task} reported only "
+                    f"{', '.join(map(str, available))}"
+                )
+            return key
+    for pattern, key in PRIMARY_METRICS:
         if fnmatch.fnmatchcase(eval_task, pattern) and key in available:
             return key
-    if overrides and eval_task in overrides:
-        raise ValueError(
-            f"--metric {eval_task}={overrides[eval_task]}: that task reported only "
-            f"{', '.join(map(str, available))}"
-        )
     return sorted(available, key=str)[0] if available else None
 
 

@@ -193,6 +193,7 @@ def analyse(run_dir: Path, opt: Options) -> Outputs:
     write_text(opt.out / "results.csv", run.table.to_csv(index=False))
     write_text(opt.out / "fits.csv", out.fits_df.to_csv(index=False))
     write_text(opt.out / "points.csv", out.points_df.to_csv(index=False))
+    write_text(opt.out / "errors.csv", out.errors_df.to_csv(index=False))
     _write_tables(out, opt.out)
     folder = opt.out / "figures"
     with fg.paper_style():

@@ -84,7 +84,7 @@ def write_report(out: Outputs, opt: Options) -> Path:
     if out.facts100:
         lines += ["## Facts100", "", *[f"- [{_rel(p, root)}]({_rel(p, root)})" for p in out.facts100], ""]
     lines += ["## Files", "", *[f"- {_rel(p, root)}" for p in out.tables],
-              "- fits.csv, points.csv, results.csv", ""]  # fmt: skip
+              "- fits.csv, points.csv, results.csv, errors.csv", ""]  # fmt: skip
     if run.warnings:
         lines += ["## Warnings", "", *[f"- {w}" for w in run.warnings], ""]
     return write_text(root / "report.md", "\n".join(lines))

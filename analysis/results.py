@@ -271,6 +271,8 @@ def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -
     table = pd.DataFrame(reader.rows, columns=COLUMNS)
     for col in ("n", "budget", "seed", "n_items", "n_items_total"):
         table[col] = table[col].astype("Int64")
+    for col in ("size_b", "sft_fraction", "value", "stderr"):
+        table[col] = table[col].astype(float)
     reader.data.table = table.sort_values(
         ["experiment", "model", "task", "eval_task", "metric", "filter", "budget", "sft_fraction", "n"],
         na_position="first",

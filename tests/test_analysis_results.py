@@ -1,0 +1,150 @@
+"""Reading lm-eval result files into the tidy table: layout, newest file, partial runs, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from analysis.curves import scale_curves, select_primary
+from analysis.layout import parse_model_slug
+from analysis.metrics import MetricKey, parse_metric_override, primary_metric
+from analysis.results import ResultsError, load_run
+from analysis.synthetic import (
+    EVAL_TASKS,
+    item_lines,
+    make_synthetic_run,
+    write_eval,
+    write_manifest,
+)
+
+SCALES = (0, 100, 1000)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return make_synthetic_run(tmp_path, models=("llama-3-8b",), scales=SCALES, n_items=60,
+                              eval_tasks=("sah_gsm8k", "sah_ifeval", "sah_humaneval_plus"))  # fmt: skip
+
+
+def test_tidy_table_has_every_metric_with_identity_and_items(run_dir):
+    run = load_run(run_dir, progress=False)
+    t = run.table
+    assert not run.warnings
+    assert set(t["eval_task"]) == {"sah_gsm8k", "sah_ifeval", "sah_humaneval_plus"}
+    gsm = t[t["eval_task"] == "sah_gsm8k"]
+    assert set(zip(gsm["metric"], gsm["filter"], strict=True)) == {
+        ("exact_match", "strict-match"), ("exact_match", "flexible-extract")}
+    assert set(t["n"]) == set(SCALES)
+    assert set(t["family"]) == {"llama-3"} and set(t["size_b"]) == {8.0}
+    assert set(t[t["eval_task"] == "sah_humaneval_plus"]["task"]) == {"coding"}
+    assert (t["n_items"] == 60).all() and not t["partial"].any() and t["has_samples"].all()
+    assert t["stderr"].between(0, 1).all()
+    # per-item scores reproduce lm-eval's aggregate, including IFEval's instruction-level pooling
+    for row in t.itertuples():
+        items = run.items[(row.checkpoint, row.eval_task, row.metric, row.filter)]
+        assert items.value == pytest.approx(row.value, abs=1e-9)
+    inst = t[(t["metric"] == "inst_level_strict_acc")].iloc[0]
+    items = run.items[(inst["checkpoint"], inst["eval_task"], inst["metric"], inst["filter"])]
+    assert items.den.max() > 1  # several instructions per prompt, one resampling unit
+
+
+def test_newest_results_file_wins_and_any_depth_is_accepted(run_dir):
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    lines = item_lines(EVAL_TASKS["sah_gsm8k"], 0.9, 60, 100, seed=7)
+    write_eval(ckpt, "sah_gsm8k", lines, date_id="2026-02-03T04-05-06.000000")
+    # an older file placed directly in eval/<task>/ (no model-name folder) must lose
+    old = ckpt / "eval" / "sah_gsm8k" / "results_2020-01-01T00-00-00.000000.json"
+    shutil.copy(next((ckpt / "eval" / "sah_gsm8k").rglob("results_2025*.json")), old)
+    run = load_run(run_dir, progress=False)
+    row = run.table[(run.table["checkpoint"] == "llama-3-8b/gsm8k/n100")
+                    & (run.table["filter"] == "strict-match")]  # fmt: skip
+    assert len(row) == 1
+    assert "2026-02-03" in row["results_file"].iloc[0]
+    expected = np.mean([ln["exact_match"] for ln in lines if ln["filter"] == "strict-match"])
+    assert row["value"].iloc[0] == pytest.approx(expected)
+
+
+def test_partial_run_is_flagged_with_a_warning_naming_the_file(run_dir):
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n1000"
+    shutil.rmtree(ckpt / "eval")
+    lines = [ln for ln in item_lines(EVAL_TASKS["sah_gsm8k"], 0.5, 60, 1000, 3) if ln["doc_id"] < 20]
+    path = write_eval(ckpt, "sah_gsm8k", lines, n_total=1319)
+    run = load_run(run_dir, progress=False)
+    rows = run.table[run.table["checkpoint"] == "llama-3-8b/gsm8k/n1000"]
+    assert rows["partial"].all() and (rows["n_items"] == 20).all() and (rows["n_items_total"] == 1319).all()
+    assert any(str(path) in w and "20 of 1319" in w for w in run.warnings)
+    with pytest.raises(ResultsError, match="partial run"):
+        load_run(run_dir, strict=True, progress=False)
+    # the item sets now differ across N: intervals fall back to unpaired resampling
+    strict = run.table[(run.table["eval_task"] == "sah_gsm8k") & (run.table["filter"] == "strict-match")]
+    (curve,) = scale_curves(run, strict)
+    assert not all(np.array_equal(it.doc_ids, curve.items[0].doc_ids) for it in curve.items)
+
+
+def test_malformed_results_file_is_named_never_silently_skipped(run_dir):
+    bad = next((run_dir / "llama-3-8b" / "gsm8k" / "n100").rglob("results_*.json"))
+    bad.write_text("{ not json")
+    run = load_run(run_dir, progress=False)
+    assert any(str(bad) in w and "not a readable lm-eval results file" in w for w in run.warnings)
+    assert "llama-3-8b/gsm8k/n100" not in set(run.table["checkpoint"])
+    bad.write_text(json.dumps({"results": []}))
+    with pytest.raises(ResultsError, match=r"expected a JSON object with a 'results' mapping"):
+        load_run(run_dir, strict=True, progress=False)
+
+
+def test_missing_manifest_falls_back_to_the_path(run_dir):
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    (ckpt / "sah_manifest.json").unlink()
+    run = load_run(run_dir, progress=False)
+    row = run.table[run.table["checkpoint"] == "llama-3-8b/gsm8k/n100"].iloc[0]
+    assert (row["n"], row["model"], row["family"], row["size_b"], row["experiment"]) == (
+        100, "llama-3-8b", "llama-3", 8.0, "synthetic")
+    assert any("no sah_manifest.json" in w for w in run.warnings)
+
+
+def test_budget_run_identity_and_bad_manifest_field(tmp_path):
+    ckpt = tmp_path / "exp" / "qwen2-0.5b" / "gsm8k" / "B1000_r0.25"
+    write_manifest(ckpt, "exp", "qwen2-0.5b", "gsm8k", 250, budget=1000, sft_fraction=0.25)
+    write_eval(ckpt, "sah_gsm8k", item_lines(EVAL_TASKS["sah_gsm8k"], 0.3, 10, 250, 0))
+    run = load_run(tmp_path / "exp", progress=False)
+    row = run.table.iloc[0]
+    assert (row["budget"], row["sft_fraction"], row["size_b"]) == (1000, 0.25, 0.5)
+    manifest = json.loads((ckpt / "sah_manifest.json").read_text())
+    manifest["n"] = "many"
+    (ckpt / "sah_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResultsError, match=r"sah_manifest.json: field 'n' should be int"):
+        load_run(tmp_path / "exp", strict=True, progress=False)
+
+
+def test_clear_errors_for_missing_or_empty_run_directory(tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(ResultsError, match="no lm-eval results found"):
+        load_run(tmp_path)
+
+
+def test_model_slug_parsing():
+    assert parse_model_slug("llama-3-8b") == ("llama-3", 8.0)
+    assert parse_model_slug("qwen2.5-0.5b-instruct") == ("qwen2.5", 0.5)
+    assert parse_model_slug("pythia-410m") == ("pythia", 0.41)
+    assert parse_model_slug("tiny") == (None, None)
+
+
+def test_primary_metric_defaults_and_overrides(run_dir):
+    avail = [MetricKey("exact_match", "strict-match"), MetricKey("exact_match", "flexible-extract")]
+    assert primary_metric("sah_gsm8k", avail) == MetricKey("exact_match", "strict-match")
+    override = dict([parse_metric_override("sah_gsm8k=exact_match,flexible-extract")])
+    assert primary_metric("sah_gsm8k", avail, override) == MetricKey("exact_match", "flexible-extract")
+    assert primary_metric("my_new_task", [MetricKey("acc", "none")]) == MetricKey("acc", "none")
+    with pytest.raises(ValueError, match="TASK=METRIC"):
+        parse_metric_override("exact_match")
+    with pytest.raises(ValueError, match="reported only"):
+        primary_metric("sah_gsm8k", avail, {"sah_gsm8k": MetricKey("f1", "none")})
+    run = load_run(run_dir, progress=False)
+    chosen = select_primary(run.table, None)
+    assert set(zip(chosen["eval_task"], chosen["metric"], strict=True)) == {
+        ("sah_gsm8k", "exact_match"), ("sah_ifeval", "prompt_level_strict_acc"),
+        ("sah_humaneval_plus", "pass@1_plus")}
