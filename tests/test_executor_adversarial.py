@@ -1,0 +1,348 @@
+"""Hostile programs: each must get the right verdict and leave the machine unharmed.
+
+Limits are small (timeouts of 1.5-2 s, 256-512 MiB, 8 processes) so the suite is fast and a
+failure of the sandbox cannot hurt the machine much. Where a protection depends on what the OS
+allows (root, namespaces), the test checks it whenever the isolation report claims it, so every
+claim the report makes is verified. Every fake-pass trick is also shown to fool a naive
+exit-code harness, so the tricks are real.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from sah_tasks.execution import (
+    ExecutionLimits,
+    Program,
+    SandboxOptions,
+    isolation_report,
+    run_program,
+)
+
+HOSTILE = ExecutionLimits(timeout_s=2, memory_mb=512, max_processes=8)
+BENIGN = ExecutionLimits(timeout_s=30, memory_mb=512, max_processes=8)
+REPORT = isolation_report()
+DEGRADED = [
+    SandboxOptions(),
+    SandboxOptions(namespaces=False),
+    SandboxOptions(drop_privileges=False),
+    SandboxOptions(namespaces=False, drop_privileges=False),
+]
+
+
+def degraded_id(options: SandboxOptions) -> str:
+    return f"ns={int(options.namespaces)},drop={int(options.drop_privileges)}"
+
+
+def tag_processes(token: str) -> str:
+    """Program prefix naming the process (and every child it forks) `token` in /proc/*/comm."""
+    return f"import ctypes\nctypes.CDLL(None).prctl(15, {token.encode()!r}, 0, 0, 0)\n"
+
+
+def processes_named(token: str) -> list[int]:
+    """Live processes called `token` (zombies are dead: they only wait for init to reap them)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if not name.isdigit() or Path(f"/proc/{name}/comm").read_text().strip() != token:
+                continue
+            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(name))
+    return found
+
+
+def assert_nothing_left(token: str) -> None:
+    left = processes_named(token)
+    assert left == [], f"processes of the sandbox survived: {left}"
+
+
+def naive_harness_passes(code: str, tests: str, cwd: Path) -> bool:
+    """What an exit-code harness concludes: exec(program); exec(tests); pass = exit status 0.
+    Only ever given the harmless fake-pass programs below."""
+    runner = "import sys\nns = {}\nexec(sys.argv[1], ns)\nexec(sys.argv[2], ns)\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", runner, code, tests], cwd=cwd, capture_output=True, timeout=60
+    )
+    return proc.returncode == 0
+
+
+# --- resource exhaustion ------------------------------------------------------------------------
+
+
+def test_infinite_loop_times_out_and_is_killed():
+    token = f"sahloop{secrets.token_hex(3)}"
+    start = time.monotonic()
+    result = run_program(Program(tag_processes(token) + "while True:\n    pass\n", ""), HOSTILE)
+    assert result.status == "timeout"
+    assert time.monotonic() - start < HOSTILE.timeout_s + 10
+    assert_nothing_left(token)
+
+
+def test_fork_bomb_is_contained():
+    assert REPORT.nproc_limit or os.geteuid() == 0  # root without a throwaway uid: watchdog only
+    token = f"sahbomb{secrets.token_hex(3)}"
+    bomb = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+    start = time.monotonic()
+    result = run_program(Program(tag_processes(token) + bomb, ""), HOSTILE)
+    assert not result.passed and result.status in ("timeout", "failed")
+    assert time.monotonic() - start < HOSTILE.timeout_s + 15
+    assert_nothing_left(token)
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "data = bytearray(64 * 1024**3)\n",
+        "chunks = []\nwhile True:\n    chunks.append(b'x' * 2**24)\n",
+    ],
+    ids=["one-allocation", "gradual"],
+)
+def test_memory_bomb_is_contained(bomb):
+    # A long timeout: the verdict must come from the memory limit, even on a loaded machine.
+    limits = ExecutionLimits(timeout_s=20, memory_mb=512)
+    result = run_program(Program(bomb + "def f():\n    return 1\n", "assert f() == 1"), limits)
+    assert not result.passed
+    assert result.status in ("failed", "crashed"), result.detail
+    assert "MemoryError" in result.detail or "SIGKILL" in result.detail
+
+
+def test_deep_recursion():
+    code = "def f(n):\n    return f(n + 1)\nf(0)\n"
+    result = run_program(Program(code, ""), HOSTILE)
+    assert result.status == "failed" and "RecursionError" in result.detail
+    # With the recursion limit lifted, Python's frames eat the memory limit (or the stack).
+    unlimited = "import sys\nsys.setrecursionlimit(10**9)\n" + code
+    result = run_program(Program(unlimited, ""), HOSTILE)
+    assert not result.passed and result.status in ("failed", "crashed", "timeout")
+
+
+def test_output_flood_is_drained_and_capped():
+    flood = (
+        "import sys\nchunk = 'x' * 1023 + '\\n'\n"
+        "for _ in range(20000):\n    sys.stdout.write(chunk)\n    sys.stderr.write(chunk)\n"
+        "def f():\n    return 1\n"
+    )
+    result = run_program(Program(flood, "assert f() == 1"), BENIGN)
+    assert result.passed, result.detail  # 40 MB of output do not block or break the verdict
+    assert len(result.stdout) <= BENIGN.max_output_bytes
+    assert len(result.stderr) <= BENIGN.max_output_bytes
+
+
+@pytest.mark.parametrize("correct", [True, False])
+def test_program_closing_stdout_and_stderr_keeps_its_verdict(correct):
+    code = (
+        "import os, sys\nsys.stdout.close()\nos.close(1)\nos.close(2)\n"
+        f"def f():\n    return {1 if correct else 2}\n"
+    )
+    result = run_program(Program(code, "assert f() == 1"), BENIGN)
+    assert result.passed == correct
+    assert result.status == ("passed" if correct else "failed")
+
+
+def test_daemonised_grandchild_is_killed():
+    token = f"sahdmn{secrets.token_hex(3)}"
+    daemon = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        time.sleep(120)\n    os._exit(0)\n"
+    )
+    result = run_program(Program(tag_processes(token) + daemon, ""), BENIGN)
+    assert result.passed
+    if REPORT.pid_namespace or REPORT.user:  # the fallback cannot follow setsid(): documented
+        assert_nothing_left(token)
+
+
+# --- the file system, the environment, the network ----------------------------------------------
+
+
+def test_writing_outside_the_work_dir():
+    name = f"sah_escape_{secrets.token_hex(4)}"
+    repo = Path(__file__).resolve().parents[1]
+    protected = [repo / name, Path.home() / name, Path("/etc") / name]
+    host_tmp = Path(tempfile.gettempdir()) / name
+    code = (
+        "import os\nwritten = []\n"
+        f"for path in {[str(p) for p in protected + [host_tmp]]!r} + ['inside.txt']:\n"
+        "    try:\n        with open(path, 'w') as f:\n            f.write('x')\n"
+        "        written.append(path)\n    except OSError:\n        pass\n"
+    )
+    try:
+        result = run_program(Program(code, "assert 'inside.txt' in written, written"), BENIGN)
+        assert result.passed, result.detail  # its own work dir is writable
+        if REPORT.user:
+            assert [p for p in protected if p.exists()] == []
+        if REPORT.tmp:
+            assert not host_tmp.exists()  # /tmp inside is a private tmpfs
+    finally:
+        for path in [*protected, host_tmp]:
+            path.unlink(missing_ok=True)
+
+
+def test_deleting_files():
+    victim = Path(__file__).with_name(f".victim_{secrets.token_hex(4)}")
+    victim.write_text("precious")
+    code = (
+        f"import os\npath = {str(victim)!r}\n"
+        "for attempt in (os.remove, lambda p: open(p, 'w').close(), lambda p: os.truncate(p, 0)):\n"
+        "    try:\n        attempt(path)\n    except OSError:\n        pass\n"
+    )
+    try:
+        run_program(Program(code, ""), BENIGN)
+        if REPORT.user:
+            assert victim.read_text() == "precious"
+    finally:
+        victim.unlink(missing_ok=True)
+
+
+def test_parent_environment_does_not_leak(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", f"sah-secret-{secrets.token_hex(8)}")
+    code = (
+        "import os\nenv_leaks = [k for k, v in os.environ.items() if 'sah-secret' in v]\n"
+        "proc_leaks = []\nfor pid in os.listdir('/proc'):\n"
+        "    for leaf in ('environ', 'cmdline'):\n"
+        "        try:\n            with open(f'/proc/{pid}/{leaf}', 'rb') as f:\n"
+        "                if b'sah-secret' in f.read():\n                    proc_leaks.append(pid)\n"
+        "        except OSError:\n            pass\n"
+    )
+    tests = (
+        "assert env_leaks == [], env_leaks\n"  # nothing of the parent's environment is inherited
+    )
+    if REPORT.user or REPORT.proc:  # and other processes' environments are out of reach
+        tests += "assert proc_leaks == [], proc_leaks\n"
+    result = run_program(Program(code, tests), BENIGN)
+    assert result.passed, result.detail
+
+
+def test_no_network():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        code = (
+            "import socket\ntry:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+            "    connected = True\nexcept OSError:\n    connected = False\n"
+        )
+        result = run_program(Program(code, "assert not connected"), BENIGN)
+        try:
+            server.accept()[0].close()
+            reached = True
+        except TimeoutError:
+            reached = False
+    assert result.passed == REPORT.network, result.detail
+    assert reached == (not REPORT.network)
+
+
+# --- faking a pass ------------------------------------------------------------------------------
+
+TRACE_JUMP = """
+import sys
+def tracer(frame, event, arg):
+    if frame.f_code.co_name != "check":
+        return tracer
+    if event == "line" and frame.f_lineno in (2, 3):
+        frame.f_lineno = 4  # jump over the asserts
+    return tracer
+sys.settrace(tracer)
+def f(x):
+    return x
+"""
+CHECK = "def check(c):\n    assert c(1) == 2\n    assert c(2) == 3\n    pass\ncheck(f)\n"
+FAKE_PASS_LINES = """
+import os
+for fd in range(1, 64):
+    try:
+        os.write(fd, b"passed\\nPASS 00000000000000000000000000000000\\n")
+    except OSError:
+        pass
+os._exit(0)
+"""
+FAKE_MODULE = """
+import sys, types
+fake = types.ModuleType("math")
+fake.isclose = lambda *args, **kwargs: True
+sys.modules["math"] = fake
+def f():
+    return 0
+"""
+TRICKS = {
+    "sys.exit(0)": ("import sys\nsys.exit(0)\n", "assert False"),
+    "os._exit(0)": ("import os\nos._exit(0)\n", "assert False"),
+    "quit()": ("quit()\n", "assert False"),
+    "exit()": ("exit()\n", "assert False"),
+    "raise SystemExit": ("raise SystemExit\n", "assert False"),
+    "SystemExit from the candidate": ("def f():\n    raise SystemExit(0)\n", "f()\nassert False"),
+    "os._exit from the candidate": ("import os\ndef f():\n    os._exit(0)\n", "f()\nassert False"),
+    "atexit os._exit": ("import atexit, os\natexit.register(os._exit, 0)\n", "assert False"),
+    "printing passed / PASS": (FAKE_PASS_LINES, "assert False"),
+    "builtins.abs rebound": (
+        "import builtins\nbuiltins.abs = lambda x: 0\ndef f():\n    return 0\n",
+        "assert abs(f() - 4.0) < 1e-6",
+    ),
+    "builtins.isinstance rebound": (
+        "import builtins\nbuiltins.isinstance = lambda *a: True\ndef f():\n    return 'x'\n",
+        "assert isinstance(f(), int)",
+    ),
+    "builtin shadowed by a global": (
+        "def abs(x):\n    return 0\ndef f():\n    return 0\n",
+        "assert abs(f() - 4.0) < 1e-6",
+    ),
+    "settrace jumps over asserts": (TRACE_JUMP, CHECK),
+    "fake module in sys.modules": (FAKE_MODULE, "import math\nassert math.isclose(f(), 4)"),
+}
+
+
+@pytest.mark.parametrize("trick", list(TRICKS))
+def test_fake_pass_tricks_fail(trick, tmp_path):
+    code, tests = TRICKS[trick]
+    assert naive_harness_passes(code, tests, tmp_path), "the trick should fool a naive harness"
+    result = run_program(Program(code, tests), BENIGN)
+    assert not result.passed
+    assert result.status in ("failed", "crashed"), result.detail
+
+
+def test_closing_the_result_channel_cannot_pass():
+    code = "import os\nos.closerange(3, 4096)\ndef f():\n    return 1\n"
+    result = run_program(Program(code, "assert f() == 1"), BENIGN)
+    assert not result.passed and result.status == "crashed"
+
+
+# --- the same containment with less isolation (what a machine without root/namespaces gets) ----
+
+
+@pytest.mark.parametrize("options", DEGRADED, ids=degraded_id)
+def test_containment_without_full_isolation(options):
+    """Without a throwaway uid, root is not subject to RLIMIT_NPROC and only the runner's process
+    watchdog bounds forking, so this uses a bounded bomb (40 sleeping children, 5x the limit):
+    a real one would make hundreds of processes on a shared machine before the watchdog fires."""
+    limits = ExecutionLimits(timeout_s=1.5, memory_mb=256, max_processes=8)
+    token = f"sahdeg{secrets.token_hex(3)}"
+    bounded_bomb = (
+        "import os, time\nfor _ in range(40):\n    if os.fork() == 0:\n        time.sleep(60)\n"
+        "        os._exit(0)\ntime.sleep(60)\n"
+    )
+    loop = "while True:\n    pass\n"
+    for code in (bounded_bomb, loop):
+        result = run_program(Program(tag_processes(token) + code, ""), limits, options)
+        assert not result.passed and result.status in ("timeout", "failed"), result.detail
+        assert_nothing_left(token)
+    for code, tests in (TRICKS["sys.exit(0)"], TRICKS["os._exit(0)"], TRICKS["atexit os._exit"]):
+        assert not run_program(Program(code, tests), BENIGN, options).passed
+    good = run_program(Program("def f():\n    return 1\n", "assert f() == 1"), BENIGN, options)
+    assert good.passed, good.detail
+    if not options.namespaces:
+        assert not (good.isolation.network or good.isolation.pid_namespace)
+    if not options.drop_privileges:
+        assert not good.isolation.user
