@@ -11,7 +11,8 @@ from pathlib import Path
 
 from analysis.fit import FitError
 from analysis.judge import JudgeConfig, JudgeError
-from analysis.metrics import MetricKey, parse_metric_override
+from analysis.layout import RunLayoutError
+from analysis.metrics import MetricError, MetricKey, parse_metric_override
 from analysis.results import ANALYSIS_DIR, ResultsError
 
 EPILOG = """\
@@ -32,6 +33,10 @@ examples:
       --judge-model Qwen/Qwen2.5-7B-Instruct        # adds the 'reasoning' error category
 
 Method and parameter meanings: docs/analysis.md."""
+
+
+class OptionError(ValueError):
+    """Command-line options that do not fit together."""
 
 
 def _targets(text: str) -> tuple[float, ...]:
@@ -93,14 +98,14 @@ def options_from_args(args: argparse.Namespace):
     metrics: dict[str, MetricKey] = dict(parse_metric_override(m) for m in args.metric)
     judge = None
     if bool(args.judge_url) != bool(args.judge_model):
-        raise ValueError("--judge-url and --judge-model go together")
+        raise OptionError("--judge-url and --judge-model go together")
     if args.judge_url:
         judge = JudgeConfig(url=args.judge_url, model=args.judge_model,
                             cache_dir=args.judge_cache or out / "judge_cache",
                             api_key=os.environ.get(args.judge_api_key_env) or None,
                             workers=args.judge_workers)  # fmt: skip
     if args.n_boot < 10:
-        raise ValueError(f"--n-boot {args.n_boot}: use at least 10 resamples (1000 recommended)")
+        raise OptionError(f"--n-boot {args.n_boot}: use at least 10 resamples (1000 recommended)")
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     return run_dir, Options(out=out, n_boot=args.n_boot, level=args.ci, seed=args.seed,
                             metrics=metrics, targets=args.targets, judge=judge,
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir, opt = options_from_args(args)
         out = analyse(run_dir, opt)
-    except (ResultsError, FitError, JudgeError, ValueError) as e:
+    except (OptionError, MetricError, ResultsError, RunLayoutError, FitError, JudgeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"analysed {out.run.table['checkpoint'].nunique()} checkpoints, "

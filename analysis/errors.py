@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import json
 import math
 import operator
 import re
@@ -28,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.judge import Judge, JudgeCase
-from analysis.results import ResultsError, RunData
+from analysis.results import RunData, sample_lines
 
 CATEGORIES = ("format", "arithmetic", "reasoning", "other")
 # the sah_gsm8k strict filter: a number after `####`
@@ -150,26 +149,18 @@ def _response_text(resps: Any) -> str:
 def grade_samples(path: Path, filter_name: str = "strict-match") -> list[Graded]:
     """Correctness and deterministic categories for each document of a samples file."""
     graded: dict[int, Graded] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                doc_id, filt = int(row["doc_id"]), row["filter"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ResultsError(f"{path}:{lineno}: not an lm-eval sample line ({e})") from None
-            if filt != filter_name and doc_id in graded:
-                continue  # another filter's line; the strict one decides (any filter if absent)
-            doc = row.get("doc") or {}
-            text = _response_text(row.get("resps"))
-            strict = row.get("filtered_resps", [None])[0] if filt == filter_name else None
-            correct = bool(row.get("exact_match", 0.0))
-            g = Graded(doc_id, str(doc.get("question", "")), str(doc.get("answer", row.get("target", ""))),
-                       text, correct)  # fmt: skip
-            if not correct:
-                g.categories = categorise(text, strict if isinstance(strict, str) else None)
-            graded[doc_id] = g
+    for row in sample_lines(path):
+        doc_id, filt = row["doc_id"], row["filter"]
+        if filt != filter_name and doc_id in graded:
+            continue  # another filter's line; the strict one decides (any filter if absent)
+        doc = row.get("doc") or {}
+        text = _response_text(row.get("resps"))
+        strict = (row.get("filtered_resps") or [None])[0] if filt == filter_name else None
+        g = Graded(doc_id, str(doc.get("question", "")), str(doc.get("answer", row.get("target", ""))),
+                   text, correct=bool(row.get("exact_match", 0.0)))  # fmt: skip
+        if not g.correct:
+            g.categories = categorise(text, strict if isinstance(strict, str) else None)
+        graded[doc_id] = g
     return [graded[k] for k in sorted(graded)]
 
 

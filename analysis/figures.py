@@ -135,7 +135,7 @@ def scaling_figure(fits: list[CurveFit], title: str, ylabel: str, series: dict[s
         name = series[cf.curve.label]
         st = styles[name]
         c, mask = cf.curve, cf.fit_mask
-        lo, hi = np.percentile(cf.boot, [50 * (1 - cf.level), 50 * (1 + cf.level)], axis=0)
+        lo, hi = np.array([interval(cf.boot[:, k], cf.level) for k in range(len(c.x))]).T
         label = name
         if cf.power is not None and cf.power_boot is not None:
             slope = cf.power.slope[0]

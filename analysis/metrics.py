@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class MetricError(ValueError):
+    """A --metric option that is malformed or names a metric the task did not report."""
+
+
 @dataclass(frozen=True)
 class MetricKey:
     metric: str
@@ -39,7 +43,7 @@ def parse_metric_override(text: str) -> tuple[str, MetricKey]:
     task, sep, rest = text.partition("=")
     metric, _, filt = rest.partition(",")
     if not sep or not task.strip() or not metric.strip():
-        raise ValueError(
+        raise MetricError(
             f"--metric {text!r}: expected TASK=METRIC[,FILTER], e.g. "
             "sah_gsm8k=exact_match,flexible-extract"
         )
@@ -59,7 +63,7 @@ def primary_metric(
     for pattern, key in (overrides or {}).items():
         if fnmatch.fnmatchcase(eval_task, pattern):
             if key not in available:
-                raise ValueError(
+                raise MetricError(
                     f"--metric {pattern}={key}: {eval_task} reported only "
                     f"{', '.join(map(str, available))}"
                 )

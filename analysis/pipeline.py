@@ -94,6 +94,8 @@ def _group_stem(prefix: str, run: RunData, rows: pd.DataFrame, *parts: object) -
 def _draw_scaling(out: Outputs, folder: Path, opt: Options) -> None:
     by_group: dict[tuple, list[CurveFit]] = {}
     for cf in out.fits:
+        if not cf.fit_mask.any():
+            continue  # base model only: nothing to draw on a log N axis (it is in the tables)
         k = cf.curve.key
         by_group.setdefault((k["experiment"], k["task"], k["eval_task"]), []).append(cf)
     for (_, task, eval_task), fits in sorted(by_group.items()):
@@ -199,6 +201,7 @@ def analyse(run_dir: Path, opt: Options) -> Outputs:
     with fg.paper_style():
         for draw in (_draw_scaling, _draw_sizes, _draw_errors, _draw_budget):
             draw(out, folder, opt)
-    out.facts100 = _facts100(run.run_dir, opt.out)
+    if run.table["eval_task"].str.startswith("sah_facts100").any():
+        out.facts100 = _facts100(run.run_dir, opt.out)
     out.report = write_report(out, opt)
     return out

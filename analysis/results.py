@@ -19,6 +19,7 @@ import logging
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,25 +127,33 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_samples(path: Path) -> dict[tuple[str, str], ItemScores]:
-    """Per-item scores from a samples_*.jsonl file, keyed by (metric, filter)."""
-    acc: dict[tuple[str, str], dict[int, tuple[float, float]]] = defaultdict(dict)
+def sample_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The lines of an lm-eval samples_*.jsonl file, each checked for doc_id, filter, metrics."""
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                doc_id, filt, names = int(row["doc_id"]), str(row["filter"]), row["metrics"]
+                row["doc_id"], row["filter"] = int(row["doc_id"]), str(row["filter"])
+                if not isinstance(row["metrics"], list):
+                    raise TypeError("'metrics' is not a list")
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                 raise ResultsError(
                     f"{path}:{lineno}: not an lm-eval sample line (need doc_id, filter, metrics; "
                     f"{type(e).__name__}: {e})"
                 ) from None
-            for name in names:
-                frac = item_fraction(row.get(name))
-                if frac is not None:
-                    acc[(name, filt)].setdefault(doc_id, frac)
+            yield row
+
+
+def read_samples(path: Path) -> dict[tuple[str, str], ItemScores]:
+    """Per-item scores from a samples_*.jsonl file, keyed by (metric, filter)."""
+    acc: dict[tuple[str, str], dict[int, tuple[float, float]]] = defaultdict(dict)
+    for row in sample_lines(path):
+        for name in row["metrics"]:
+            frac = item_fraction(row.get(name))
+            if frac is not None:
+                acc[(name, row["filter"])].setdefault(row["doc_id"], frac)
     out = {}
     for key, by_doc in acc.items():
         ids = np.array(sorted(by_doc), dtype=np.int64)

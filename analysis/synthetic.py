@@ -278,6 +278,7 @@ def make_synthetic_run(
     budgets: Sequence[int] = (),
     sft_fractions: Sequence[float] = (1.0, 0.5, 0.1),
     seed: int = 0,
+    log_samples: bool = True,
 ) -> Path:
     """Write `root/<experiment>/<model>/<task>/n<N>/...`; returns `root/<experiment>`."""
     exp_dir = Path(root) / experiment
@@ -295,7 +296,8 @@ def make_synthetic_run(
                 ckpt = exp_dir / model / spec.train_task / leaf
                 write_manifest(ckpt, experiment, model, spec.train_task, n, budget, r)
                 item_seed = seed * 1_000_003 + mi * 10_007 + ti * 101 + ri
-                write_eval(ckpt, eval_task, item_lines(spec, p, n_items, n, item_seed))
+                lines = item_lines(spec, p, n_items, n, item_seed)
+                write_eval(ckpt, eval_task, lines, log_samples=log_samples)
     return exp_dir
 
 

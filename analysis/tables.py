@@ -66,17 +66,20 @@ def write_table(df: pd.DataFrame, folder: Path, stem: str, caption: str) -> list
     ]
 
 
-def scores_table(points: pd.DataFrame) -> pd.DataFrame:
-    """Models x N, one row per (model, training task, eval task, metric); cells `value [lo, hi]`."""
+def _wide(points: pd.DataFrame, index: list[str], x: str, name: str) -> pd.DataFrame:
+    """One row per `index`, one column `name=<x>` per x value; cells `value [lo, hi]`."""
     if points.empty:
         return pd.DataFrame()
-    pts = points.assign(cell=[ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"],
-                                                                   points["hi"], strict=True)])  # fmt: skip
-    pts["N"] = pts["n"].astype(int)
-    index = ["model", "task", "eval_task", "metric", "filter"]
-    wide = pts.pivot_table(index=index, columns="N", values="cell", aggfunc="first")
-    wide.columns = [f"N={c}" for c in wide.columns]
+    cells = [ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"], points["hi"], strict=True)]
+    pts = points.assign(cell=cells, x=points[x].astype(int))
+    wide = pts.pivot_table(index=index, columns="x", values="cell", aggfunc="first")
+    wide.columns = [f"{name}={c}" for c in wide.columns]
     return wide.reset_index().fillna("–")
+
+
+def scores_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Models x N, one row per (model, training task, eval task, metric)."""
+    return _wide(points, ["model", "task", "eval_task", "metric", "filter"], "n", "N")
 
 
 def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
@@ -108,15 +111,8 @@ def inverse_table(inverse: pd.DataFrame) -> pd.DataFrame:
 
 
 def budget_table(points: pd.DataFrame) -> pd.DataFrame:
-    if points.empty:
-        return pd.DataFrame()
-    pts = points.assign(cell=[ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"],
-                                                                   points["hi"], strict=True)])  # fmt: skip
-    pts["B"] = pts["budget"].astype(int)
-    wide = pts.pivot_table(index=["model", "eval_task", "metric", "sft_fraction"], columns="B",
-                           values="cell", aggfunc="first")  # fmt: skip
-    wide.columns = [f"B={c}" for c in wide.columns]
-    return wide.reset_index().fillna("–")
+    """Budgets B as columns, one row per (model, eval task, metric, SFT fraction r)."""
+    return _wide(points, ["model", "eval_task", "metric", "sft_fraction"], "budget", "B")
 
 
 def errors_table(counts: pd.DataFrame) -> pd.DataFrame:

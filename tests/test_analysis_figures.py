@@ -16,7 +16,14 @@ from analysis import figures as fg
 from analysis.cli import main
 from analysis.judge import JudgeConfig
 from analysis.pipeline import Options, analyse
-from analysis.synthetic import Law, make_synthetic_run
+from analysis.synthetic import (
+    EvalTaskSpec,
+    Law,
+    item_lines,
+    make_synthetic_run,
+    write_eval,
+    write_manifest,
+)
 
 MODELS = ("llama-3-8b", "llama-3-70b")
 TASKS = ("sah_gsm8k", "sah_multihop")
@@ -147,6 +154,11 @@ def test_text_overlap_check_can_fail():
 def test_cli_runs_is_deterministic_and_calls_facts100_hook(tmp_path, monkeypatch, capsys):
     run_dir = make_synthetic_run(tmp_path, models=("qwen2-7b",), eval_tasks=("sah_multihop",),
                                  n_items=100)  # fmt: skip
+    # a Facts100 result (base model only: a curve with nothing to fit) triggers the hook
+    facts = run_dir / "qwen2-7b" / "facts100_documents" / "n0"
+    write_manifest(facts, "synthetic", "qwen2-7b", "facts100_documents", 0)
+    spec = EvalTaskSpec("sah_facts100_direct", "facts100_documents", "qa")
+    write_eval(facts, spec.eval_task, item_lines(spec, 0.1, 50, 0, seed=1))
     written = []
 
     def facts100_outputs(run, out):
@@ -160,7 +172,9 @@ def test_cli_runs_is_deterministic_and_calls_facts100_hook(tmp_path, monkeypatch
     assert main(args) == 0
     assert "1/b = " in capsys.readouterr().out
     assert written == [(run_dir.resolve(), (tmp_path / "a").resolve())]
-    assert "figures/facts100.png" in (tmp_path / "a" / "report.md").read_text()
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "figures/facts100.png" in report
+    assert "sah_facts100_direct: no power-law fit" in report
     first = (tmp_path / "a" / "fits.csv").read_text()
     assert main(args) == 0
     assert (tmp_path / "a" / "fits.csv").read_text() == first

@@ -129,3 +129,16 @@ def test_unpaired_and_parametric_fallbacks_are_reported():
     boot, method = resample_scores(curve, 2000, rng)
     assert "unpaired" in method and "normal approximation" in method
     assert boot[:, 2].std() == pytest.approx(0.02, rel=0.1)
+
+
+def test_without_samples_intervals_come_from_lm_eval_stderr(tmp_path):
+    run_dir = make_synthetic_run(tmp_path, models=("llama-3-8b",), eval_tasks=("sah_multihop",),
+                                 law=lambda i, t: Law(0.08, TRUE_EXPONENT, 0.05), n_items=400,
+                                 log_samples=False)  # fmt: skip
+    run = load_run(run_dir, progress=False)
+    assert not run.table["has_samples"].any() and not run.items
+    (curve,) = scale_curves(run, run.table[run.table["metric"] == "exact_match"])
+    row = summarise(fit_curve(curve, n_boot=500, level=0.9, seed=0))
+    assert row["ci_method"].startswith("normal approximation from lm-eval stderr")
+    assert row["inv_b_lo"] < row["inv_b"] < row["inv_b_hi"]
+    assert row["inv_b"] == pytest.approx(TRUE_EXPONENT, abs=0.06)
