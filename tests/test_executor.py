@@ -203,6 +203,23 @@ def test_isolation_report_cannot_be_forged_by_the_program():
         assert real.nproc_limit  # without root, RLIMIT_NPROC always applies
 
 
+def test_result_channel_parsing():
+    from sah_tasks.execution.runner import _ResultChannel
+
+    channel = _ResultChannel("ab" * 16)
+    message = (
+        b"ISOLATION {'user': True}\nnoise\nFAIL tests x\n\nPASS " + b"ab" * 16 + b"\n\nNSGONE\n"
+    )
+    for i in range(0, len(message), 5):  # the sentinel arrives split across reads
+        channel.add(message[i : i + 5])
+    assert channel.passed
+    assert channel.lines("NSGONE") == [""] and channel.lines("FAIL") == ["tests x"]
+    assert channel.isolation().user
+    wrong = _ResultChannel("cd" * 16)
+    wrong.add(message)
+    assert not wrong.passed
+
+
 # --- pass@k -------------------------------------------------------------------------------------
 
 

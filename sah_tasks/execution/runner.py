@@ -151,9 +151,13 @@ class _ResultChannel:
             self.head += chunk[: RESULT_CAP - len(self.head)]
 
     def lines(self, tag: str) -> list[str]:
-        prefix = tag + " "
+        """The rest of each line `<tag> <rest>` (or "" for a bare `<tag>` line)."""
         text = self.head.decode("utf-8", "replace")
-        return [line[len(prefix) :] for line in text.split("\n") if line.startswith(prefix)]
+        return [
+            line[len(tag) + 1 :]
+            for line in text.split("\n")
+            if line == tag or line.startswith(tag + " ")
+        ]
 
     def isolation(self) -> IsolationReport | None:
         found = self.lines("ISOLATION")
