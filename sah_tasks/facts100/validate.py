@@ -226,10 +226,8 @@ def _question_problems(ev: _Event) -> list[Problem]:
     return problems
 
 
-def _duplicate_id_problems(events: list[_Event], expected: int | None) -> list[Problem]:
+def _duplicate_id_problems(events: list[_Event]) -> list[Problem]:
     problems: list[Problem] = []
-    if expected is not None and len(events) != expected:
-        problems.append(Problem("file", f"has {len(events)} events; expected {expected}"))
     first_line: dict[str, int] = {}
     for ev in events:
         ids = [ev.data["id"]] + [q["id"] for k in ("direct", "multihop", "train_qa")
@@ -321,7 +319,9 @@ def validate_events(
         if not schema:
             good.append(ev)
             problems += _date_problems(ev) + _text_problems(ev) + _question_problems(ev)
-    problems += _duplicate_id_problems(good, expected)
+    if expected is not None and len(raw) != expected:
+        problems.append(Problem("file", f"has {len(raw)} events; expected {expected}"))
+    problems += _duplicate_id_problems(good)
     problems += _entity_problems(good)
     problems += _leak_problems(good)
     return problems
@@ -336,7 +336,7 @@ def loader_problems(events: list[dict[str, Any]]) -> list[Problem]:
     problems = [p for ev in parsed for p in schema_problems(ev)]
     if problems:
         return problems
-    problems = _duplicate_id_problems(parsed, expected=None)
+    problems = _duplicate_id_problems(parsed)
     for ev in parsed:
         direct = {q["id"] for q in ev.data["direct"]}
         problems += [Problem(f"{ev.where} multihop {q['id']}",
