@@ -94,3 +94,46 @@ def build_tiny_model(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def pretrain_tiny_model(
+    model_dir: str | Path,
+    corpus: list[str],
+    steps: int = 600,
+    batch_size: int = 32,
+    seq_len: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """A short causal-LM pre-training of the model in `model_dir` on `corpus`, saved in place.
+
+    Lines are joined with EOS and packed into `seq_len`-token blocks (nanoGPT style). Returns the
+    first and last training loss, so a caller can check that something was learned.
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids: list[int] = []
+    for line in corpus:
+        ids += tokenizer(line, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    data = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc="pre-training", unit="step"):
+        batch = data[torch.randint(len(data), (batch_size,), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.save_pretrained(model_dir)
+    return {"first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:])}
