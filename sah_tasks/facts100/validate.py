@@ -15,14 +15,14 @@ Beyond the schema, the checks are the ones that keep the experiment honest:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import string
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
-
-from sah_tasks.multihop.utils import normalize_answer
 
 EXPECTED_EVENTS = 100
 MIN_DATE = date(2026, 1, 1)
@@ -91,6 +91,25 @@ class _Event:
         return [self.data["title"], self.data["article"], *self.data["paraphrases"], *qa]
 
 
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+@functools.lru_cache(maxsize=4096)
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation, exactly as `sah_tasks.multihop.utils.normalize_answer` (the task
+    scorer) computes it (a test checks they agree), but with `str.translate`: the validator
+    normalises whole articles, thousands of times, where per-character work is too slow."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+@functools.lru_cache(maxsize=4096)
+def _padded_forms(text: str) -> tuple[str, ...]:
+    # Also the text with possessives dropped and hyphens split ("Magellan's", "74-metre").
+    loose = _HYPHEN.sub(" ", _POSSESSIVE.sub("", text))
+    return tuple(f" {normalize_answer(t)} " for t in (text, loose))
+
+
 def contains(text: str, phrase: str) -> bool:
     """Whether `phrase` occurs in `text` as whole words, after SQuAD normalisation.
 
@@ -99,16 +118,17 @@ def contains(text: str, phrase: str) -> bool:
     literal otherwise (`74-metre` does not contain `74 metres`): phrase answers as the text does.
     """
     needle = normalize_answer(phrase)
-    if not needle:
-        return False
-    # Also try the text with possessives dropped and hyphens split ("Magellan's", "74-metre").
-    loose = _HYPHEN.sub(" ", _POSSESSIVE.sub("", text))
-    return any(f" {needle} " in f" {normalize_answer(t)} " for t in (text, loose))
+    return bool(needle) and any(f" {needle} " in form for form in _padded_forms(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
 
 
 def _mentions(text: str, name: str) -> bool:
     """Case-insensitive whole-word match of a name as written (keeps `&`, hyphens)."""
-    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+    return _name_pattern(name).search(text) is not None
 
 
 def _answers(q: dict[str, Any]) -> list[str]:
@@ -255,8 +275,12 @@ def _entity_problems(events: list[_Event]) -> list[Problem]:
     problems += _name_part_problems(events)
     for ev in events:
         text = " \n ".join(ev.training_texts())
+        folded = text.casefold()  # a cheap substring test first; the regex only confirms
+        declared = {n.casefold() for n in ev.data["entities"]}  # a duplicate is reported above
         for key, other in owner.items():
-            if other is not ev and _mentions(text, key):
+            if other is ev or key in declared or key not in folded:
+                continue
+            if _mentions(text, key):
                 name = next(n for n in other.data["entities"] if n.casefold() == key)
                 problems.append(Problem(ev.where, f"mentions {name!r}, a made-up entity of "
                                                   f"{other.data['id']}"))
@@ -275,7 +299,7 @@ def _name_part_problems(events: list[_Event]) -> list[Problem]:
         for name in ev.data["entities"]:
             for part in sorted(_name_parts(name)):
                 owner, owner_name = first.setdefault(part, (ev, name))
-                if owner is not ev:
+                if owner is not ev and owner_name.casefold() != name.casefold():
                     problems.append(Problem(ev.where, f"entity {name!r} shares the name part "
                                                       f"{part!r} with {owner_name!r} of "
                                                       f"{owner.data['id']}; invented names must "
