@@ -60,9 +60,7 @@ def _need(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
         raise Facts100ResultsError(f"{what} rows lack column(s) {missing}; have {list(df.columns)}")
 
 
-def breakdown(
-    direct: pd.DataFrame, multihop: pd.DataFrame, by: Sequence[str] = ()
-) -> pd.DataFrame:
+def breakdown(direct: pd.DataFrame, multihop: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     """One row per multihop question with its category (see the module docstring).
 
     `direct`: columns `id`, `correct` (bool or 0/1); `multihop`: `id`, `direct_id`, `correct`;
@@ -72,9 +70,13 @@ def breakdown(
     by = list(by)
     _need(direct, [*by, "id", "correct"], "direct")
     _need(multihop, [*by, "id", "direct_id", "correct"], "multihop")
-    d = direct[[*by, "id", "correct"]].rename(columns={"id": "direct_id", "correct": "direct_correct"})
+    d = direct[[*by, "id", "correct"]].rename(
+        columns={"id": "direct_id", "correct": "direct_correct"}
+    )
     d = d.drop_duplicates([*by, "direct_id"])
-    m = multihop[[*by, "id", "direct_id", "correct"]].rename(columns={"correct": "multihop_correct"})
+    m = multihop[[*by, "id", "direct_id", "correct"]].rename(
+        columns={"correct": "multihop_correct"}
+    )
     out = m.merge(d, on=[*by, "direct_id"], how="left")
     mh = out["multihop_correct"].astype(float) >= 0.5
     known = out["direct_correct"].notna()
@@ -85,7 +87,9 @@ def breakdown(
         [mh, ~known, ~dc], ["correct", MISSING, "not_integrated"], default="reasoning_failed"
     )
     out["shortcut"] = mh & known & ~dc
-    return out[[*by, "id", "direct_id", "multihop_correct", "direct_correct", "category", "shortcut"]]
+    return out[
+        [*by, "id", "direct_id", "multihop_correct", "direct_correct", "category", "shortcut"]
+    ]
 
 
 def category_counts(per_question: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
@@ -138,7 +142,9 @@ def _manifest_of(model: str, run_dir: Path) -> dict[str, Any] | None:
     """The manifest of a checkpoint folder named by `model` (absolute, or relative to the
     working directory or to any folder above the run directory), or None for a hub id."""
     path = Path(model)
-    candidates = [path] if path.is_absolute() else [path, *(p / path for p in [run_dir, *run_dir.parents])]
+    candidates = (
+        [path] if path.is_absolute() else [path, *(p / path for p in [run_dir, *run_dir.parents])]
+    )
     for c in candidates:
         if (c / MANIFEST).is_file():
             return _read_json(c / MANIFEST)
@@ -244,9 +250,13 @@ def summarise(direct: pd.DataFrame, multihop: pd.DataFrame) -> tuple[pd.DataFram
     by = [c for c in GROUP if c in multihop.columns]
     per_q = breakdown(direct, multihop, by=by)
     acc = [
-        frame.groupby(by, sort=False).agg(**{f"{name}_em": ("correct", "mean"),
-                                             f"{name}_f1": ("f1", "mean"),
-                                             f"{name}_n": ("id", "size")})  # fmt: skip
+        frame.groupby(by, sort=False).agg(
+            **{
+                f"{name}_em": ("correct", "mean"),
+                f"{name}_f1": ("f1", "mean"),
+                f"{name}_n": ("id", "size"),
+            }
+        )  # fmt: skip
         for frame, name in ((direct, "direct"), (multihop, "multihop"))
     ]
     summary = acc[0].join(acc[1], how="outer").reset_index()
@@ -281,6 +291,7 @@ def facts100_figure(summary: pd.DataFrame):
     ax2.set_title("(b) multihop error breakdown")
     ax2.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     for ax in (ax1, ax2):
+        ax.set_axisbelow(True)  # grid behind the bars
         ax.set_xticks(x)
         ax.set_xticklabels(labels, rotation=30, ha="right")
     return fig
@@ -291,8 +302,11 @@ def facts100_outputs(run_dir: Path | str, out_dir: Path | str) -> list[Path]:
     direct, multihop = collect(run_dir)
     if direct.empty or multihop.empty:
         if not (direct.empty and multihop.empty):
-            log.warning("Facts100: only one of %s / %s was evaluated; no breakdown", DIRECT_TASK,
-                        MULTIHOP_TASK)
+            log.warning(
+                "Facts100: only one of %s / %s was evaluated; no breakdown",
+                DIRECT_TASK,
+                MULTIHOP_TASK,
+            )
         return []
     summary, per_q = summarise(direct, multihop)
     out_dir = Path(out_dir)
@@ -301,8 +315,10 @@ def facts100_outputs(run_dir: Path | str, out_dir: Path | str) -> list[Path]:
         write_text(out_dir / QUESTIONS_CSV, per_q.to_csv(index=False)),
     ]
     if per_q["category"].eq(MISSING).any():
-        log.warning("Facts100: %d multihop answers have no evaluated direct question (--limit?)",
-                    int(per_q["category"].eq(MISSING).sum()))
+        log.warning(
+            "Facts100: %d multihop answers have no evaluated direct question (--limit?)",
+            int(per_q["category"].eq(MISSING).sum()),
+        )
     with fg.paper_style():
         written += fg.save(facts100_figure(summary), out_dir / "figures", FIGURE_STEM)
     return written

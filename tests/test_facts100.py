@@ -150,7 +150,7 @@ def test_training_sources_cover_the_documents_and_never_show_eval_questions():
                and r["completion"].startswith(" ") for r in qa)  # fmt: skip
     eval_q = {normalize_answer(q["question"]) for e in events for k in ("direct", "multihop")
               for q in e[k]}  # fmt: skip
-    train_q = {normalize_answer(r["prompt"][len("Question: "):-len("\nAnswer:")]) for r in qa}
+    train_q = {normalize_answer(r["prompt"][len("Question: ") : -len("\nAnswer:")]) for r in qa}
     assert not eval_q & train_q
     corpus = normalize_answer(" ".join(d["text"] for d in docs))
     assert not [q for q in eval_q if q in corpus]
@@ -211,7 +211,11 @@ def test_tasks_run_end_to_end_through_sah_eval(tiny_model_dir, tmp_path):
     # the analysis finds these results and breaks them down (the first 3 direct questions are
     # f001-d1, f001-d2, f002-d1, so f002-m2's linked question f002-d2 was not evaluated)
     written = facts100_outputs(tmp_path / "runs" / "exp", tmp_path / "out")
-    assert {p.name for p in written} >= {"facts100.csv", "facts100_questions.csv", "fig_facts100.png"}
+    assert {p.name for p in written} >= {
+        "facts100.csv",
+        "facts100_questions.csv",
+        "fig_facts100.png",
+    }
     per_q = pd.read_csv(tmp_path / "out" / "facts100_questions.csv")
     assert per_q.set_index("id").loc["f002-m2", "category"] == MISSING
 
@@ -306,7 +310,9 @@ def _facts_samples(task: str, correct: dict[str, int]) -> list[dict]:
         doc = {"id": qid, "question": f"q {qid}", "answer": "x", "aliases": []}
         if task.endswith("multihop"):
             doc["direct_id"] = qid.replace("m", "d")
-        rows.append(_sample(i, doc, "x", "y", "y", "none", {"exact_match": float(ok), "f1": float(ok)}))
+        rows.append(
+            _sample(i, doc, "x", "y", "y", "none", {"exact_match": float(ok), "f1": float(ok)})
+        )
     return rows
 
 
@@ -330,8 +336,11 @@ def test_facts100_outputs_place_checkpoints_in_the_bm_pm_design(tmp_path):
         manifest = json.loads((ckpt / "sah_manifest.json").read_text())
         (ckpt / "sah_manifest.json").write_text(json.dumps({**manifest, "base_model": base}))
         ids = ["1", "2", "3", "4"]
-        write_eval(ckpt, "sah_facts100_direct",
-                   _facts_samples("direct", {f"d{i}": ok for i, ok in zip(ids, d_ok, strict=True)}))
+        write_eval(
+            ckpt,
+            "sah_facts100_direct",
+            _facts_samples("direct", {f"d{i}": ok for i, ok in zip(ids, d_ok, strict=True)}),
+        )
         write_eval(ckpt, "sah_facts100_multihop",
                    _facts_samples("multihop", {f"m{i}": ok for i, ok in zip(ids, m_ok, strict=True)}))  # fmt: skip
 
@@ -343,7 +352,11 @@ def test_facts100_outputs_place_checkpoints_in_the_bm_pm_design(tmp_path):
                                              "PM (multihop n100), before", "PM (multihop n100), after"]  # fmt: skip
     s = summary.set_index("condition")
     assert s.loc["BM, after", ["direct_em", "multihop_em"]].tolist() == [0.75, 0.25]
-    assert s.loc["BM, after", ["not_integrated", "reasoning_failed", "correct"]].tolist() == [1, 2, 1]
+    assert s.loc["BM, after", ["not_integrated", "reasoning_failed", "correct"]].tolist() == [
+        1,
+        2,
+        1,
+    ]
     assert s.loc["PM (multihop n100), after", ["not_integrated", "reasoning_failed", "correct"]
                  ].tolist() == [1, 1, 2]  # fmt: skip
     assert s.loc["PM (multihop n100), after", "facts_training"] == "facts100_documents n400"
@@ -366,7 +379,12 @@ def test_condition_of_follows_the_lineage(tmp_path):
         {"task": "multihop", "n": 1000, "base_model": "meta-llama/Meta-Llama-3-8B"}))  # fmt: skip
     cond = condition_of({"task": "facts100_qa", "n": 200, "base_model": str(pm)}, tmp_path)
     assert (cond.model, cond.post_training, cond.facts_training, cond.stage, cond.base_model) == (
-        "PM", "multihop n1000", "facts100_qa n200", "after", "meta-llama/Meta-Llama-3-8B")
+        "PM",
+        "multihop n1000",
+        "facts100_qa n200",
+        "after",
+        "meta-llama/Meta-Llama-3-8B",
+    )
     base = condition_of({"task": "facts100_documents", "n": 0, "base_model": "hub/x"}, tmp_path)
     assert (base.model, base.stage, base.label) == ("BM", "before", "BM, before")
 
@@ -378,7 +396,10 @@ def test_experiment_config_trains_on_the_facts100_sources():
     cpu = ["--bf16", "false", "--use_cpu", "true"]
     run = sft.parse_args(["--config", str(ROOT / "configs/paper/facts100_experiment.yaml"), *cpu])
     assert (run.scale.task, run.scale.scales, run.scale.experiment) == (
-        "facts100_documents", [0, 400], "facts100")
+        "facts100_documents",
+        [0, 400],
+        "facts100",
+    )
     pool = load_sft_pool(run.scale.task)
     assert pool.kind == "text" and len(pool.examples) == max(run.scale.scales)
     assert len(load_sft_pool("facts100_qa").examples) == 200

@@ -52,13 +52,15 @@ STRING_LISTS = {"entities", "paraphrases", "aliases", "hops"}
 # Ordinary English words that may recur across events inside invented names ("... Prize",
 # "... Institute"); every other part of an invented name must belong to one event only, so that
 # "Lindqvist" in two events cannot blur two facts together.
-GENERIC_NAME_WORDS = frozenset("""
+GENERIC_NAME_WORDS = frozenset(
+    """
     the of for and on in at a an alliance array award awards ballet cells centre center collection
     commons company consortium cup energy engineering expedition festival fellowship film
     foundation gallery group hall harbour house institut institute lab laboratory lines long
     materials medal minerals mobility museum ocean open orchestra power press prize probe project
     robotics scholarships station street survey theatre tower trail trophy trust university
-    """.split())
+    """.split()
+)
 
 
 _POSSESSIVE = re.compile(r"['\u2019]s\b")
@@ -170,15 +172,20 @@ def schema_problems(ev: _Event) -> list[Problem]:
     problems += _count_problem(d["train_qa"], TRAIN_QA, "train_qa items", ev.where)
     if not d["entities"]:
         problems.append(Problem(ev.where, "`entities` is empty; list the event's made-up names"))
-    for kind, keys in (("direct", DIRECT_KEYS), ("multihop", MULTIHOP_KEYS),
-                       ("train_qa", TRAIN_QA_KEYS)):
+    for kind, keys in (
+        ("direct", DIRECT_KEYS),
+        ("multihop", MULTIHOP_KEYS),
+        ("train_qa", TRAIN_QA_KEYS),
+    ):
         for i, q in enumerate(d[kind], 1):
             qid = q.get("id", f"#{i}") if isinstance(q, dict) else f"#{i}"
             problems += _type_problems(q, keys, f"{ev.where} {kind} {qid}")
     for q in d["multihop"]:
         if isinstance(q, dict) and isinstance(q.get("hops"), list) and len(q["hops"]) != 2:
             where = f"{ev.where} multihop {q.get('id', '?')}"
-            problems.append(Problem(where, f"`hops` must list exactly 2 facts, got {len(q['hops'])}"))
+            problems.append(
+                Problem(where, f"`hops` must list exactly 2 facts, got {len(q['hops'])}")
+            )
     return problems
 
 
@@ -201,12 +208,17 @@ def _text_problems(ev: _Event) -> list[Problem]:
     seen = {d["article"].strip()}
     for i, text in enumerate(d["paraphrases"], 1):
         if len(text.split()) < PARAPHRASE_MIN_WORDS:
-            problems.append(Problem(
-                ev.where, f"paraphrase {i} has {len(text.split())} words; "
-                f"expected at least {PARAPHRASE_MIN_WORDS}"))
+            problems.append(
+                Problem(
+                    ev.where,
+                    f"paraphrase {i} has {len(text.split())} words; "
+                    f"expected at least {PARAPHRASE_MIN_WORDS}",
+                )
+            )
         if text.strip() in seen:
-            problems.append(Problem(ev.where, f"paraphrase {i} repeats the article or another "
-                                              "paraphrase"))
+            problems.append(
+                Problem(ev.where, f"paraphrase {i} repeats the article or another paraphrase")
+            )
         seen.add(text.strip())
     for name in d["entities"]:
         if not _mentions(d["article"], name):
@@ -220,8 +232,12 @@ def _question_problems(ev: _Event) -> list[Problem]:
     direct = {q["id"]: q for q in d["direct"]}
     for q in d["direct"]:
         if not any(contains(article, a) for a in _answers(q)):
-            problems.append(Problem(f"{ev.where} direct {q['id']}",
-                                    f"answer {q['answer']!r} (nor any alias) is not in the article"))
+            problems.append(
+                Problem(
+                    f"{ev.where} direct {q['id']}",
+                    f"answer {q['answer']!r} (nor any alias) is not in the article",
+                )
+            )
     training = " \n ".join(ev.training_texts())
     for q in d["multihop"]:
         where = f"{ev.where} multihop {q['id']}"
@@ -229,20 +245,39 @@ def _question_problems(ev: _Event) -> list[Problem]:
             problems.append(Problem(where, f"bridge {q['bridge']!r} is not in the article"))
         linked = direct.get(q["direct_id"])
         if linked is None:
-            problems.append(Problem(where, f"direct_id {q['direct_id']!r} is not a direct "
-                                           f"question of this event ({sorted(direct)})"))
+            problems.append(
+                Problem(
+                    where,
+                    f"direct_id {q['direct_id']!r} is not a direct "
+                    f"question of this event ({sorted(direct)})",
+                )
+            )
         elif normalize_answer(q["bridge"]) not in {normalize_answer(a) for a in _answers(linked)}:
-            problems.append(Problem(where, f"bridge {q['bridge']!r} is not the answer of its "
-                                           f"linked direct question {linked['id']}"))
+            problems.append(
+                Problem(
+                    where,
+                    f"bridge {q['bridge']!r} is not the answer of its "
+                    f"linked direct question {linked['id']}",
+                )
+            )
         leaked = [a for a in _answers(q) if contains(training, a)]
         if leaked:
-            problems.append(Problem(where, f"answer {leaked[0]!r} appears in the event's "
-                                           "training text, so no world-knowledge hop is needed"))
+            problems.append(
+                Problem(
+                    where,
+                    f"answer {leaked[0]!r} appears in the event's "
+                    "training text, so no world-knowledge hop is needed",
+                )
+            )
     grounding = " \n ".join([article, *d["paraphrases"]])
     for t in d["train_qa"]:
         if not contains(grounding, t["answer"]):
-            problems.append(Problem(f"{ev.where} train_qa {t['id']}",
-                                    f"answer {t['answer']!r} is not in the article or paraphrases"))
+            problems.append(
+                Problem(
+                    f"{ev.where} train_qa {t['id']}",
+                    f"answer {t['answer']!r} is not in the article or paraphrases",
+                )
+            )
     return problems
 
 
@@ -250,12 +285,17 @@ def _duplicate_id_problems(events: list[_Event]) -> list[Problem]:
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
     for ev in events:
-        ids = [ev.data["id"]] + [q["id"] for k in ("direct", "multihop", "train_qa")
-                                 for q in ev.data[k]]
+        ids = [ev.data["id"]] + [
+            q["id"] for k in ("direct", "multihop", "train_qa") for q in ev.data[k]
+        ]
         for qid in ids:
             if qid in first_line:
-                problems.append(Problem(ev.where, f"id {qid!r} already used on line "
-                                                  f"{first_line[qid]}; ids must be unique"))
+                problems.append(
+                    Problem(
+                        ev.where,
+                        f"id {qid!r} already used on line {first_line[qid]}; ids must be unique",
+                    )
+                )
             else:
                 first_line[qid] = ev.line
     return problems
@@ -268,9 +308,14 @@ def _entity_problems(events: list[_Event]) -> list[Problem]:
         for name in ev.data["entities"]:
             key = name.casefold()
             if key in owner and owner[key] is not ev:
-                problems.append(Problem(ev.where, f"entity {name!r} is also an entity of "
-                                                  f"{owner[key].data['id']}; made-up names must "
-                                                  "be unique across events"))
+                problems.append(
+                    Problem(
+                        ev.where,
+                        f"entity {name!r} is also an entity of "
+                        f"{owner[key].data['id']}; made-up names must "
+                        "be unique across events",
+                    )
+                )
             owner.setdefault(key, ev)
     problems += _name_part_problems(events)
     for ev in events:
@@ -282,8 +327,9 @@ def _entity_problems(events: list[_Event]) -> list[Problem]:
                 continue
             if _mentions(text, key):
                 name = next(n for n in other.data["entities"] if n.casefold() == key)
-                problems.append(Problem(ev.where, f"mentions {name!r}, a made-up entity of "
-                                                  f"{other.data['id']}"))
+                problems.append(
+                    Problem(ev.where, f"mentions {name!r}, a made-up entity of {other.data['id']}")
+                )
     return problems
 
 
@@ -300,30 +346,46 @@ def _name_part_problems(events: list[_Event]) -> list[Problem]:
             for part in sorted(_name_parts(name)):
                 owner, owner_name = first.setdefault(part, (ev, name))
                 if owner is not ev and owner_name.casefold() != name.casefold():
-                    problems.append(Problem(ev.where, f"entity {name!r} shares the name part "
-                                                      f"{part!r} with {owner_name!r} of "
-                                                      f"{owner.data['id']}; invented names must "
-                                                      "not share parts across events"))
+                    problems.append(
+                        Problem(
+                            ev.where,
+                            f"entity {name!r} shares the name part "
+                            f"{part!r} with {owner_name!r} of "
+                            f"{owner.data['id']}; invented names must "
+                            "not share parts across events",
+                        )
+                    )
     return problems
 
 
 def _leak_problems(events: list[_Event]) -> list[Problem]:
     """Evaluation questions must never be shown to the model during training."""
-    docs = [normalize_answer(t) for ev in events
-            for t in [ev.data["title"], ev.data["article"], *ev.data["paraphrases"]]]
-    train_questions = {normalize_answer(t["question"]) for ev in events
-                       for t in ev.data["train_qa"]}
+    docs = [
+        normalize_answer(t)
+        for ev in events
+        for t in [ev.data["title"], ev.data["article"], *ev.data["paraphrases"]]
+    ]
+    train_questions = {
+        normalize_answer(t["question"]) for ev in events for t in ev.data["train_qa"]
+    }
     problems = []
     for ev in events:
         for kind in ("direct", "multihop"):
             for q in ev.data[kind]:
                 norm = normalize_answer(q["question"])
                 if norm in train_questions:
-                    problems.append(Problem(f"{ev.where} {kind} {q['id']}",
-                                            "question is also a train_qa question"))
+                    problems.append(
+                        Problem(
+                            f"{ev.where} {kind} {q['id']}", "question is also a train_qa question"
+                        )
+                    )
                 elif any(norm in doc for doc in docs):
-                    problems.append(Problem(f"{ev.where} {kind} {q['id']}",
-                                            "question appears verbatim in a training document"))
+                    problems.append(
+                        Problem(
+                            f"{ev.where} {kind} {q['id']}",
+                            "question appears verbatim in a training document",
+                        )
+                    )
     return problems
 
 
@@ -363,9 +425,14 @@ def loader_problems(events: list[dict[str, Any]]) -> list[Problem]:
     problems = _duplicate_id_problems(parsed)
     for ev in parsed:
         direct = {q["id"] for q in ev.data["direct"]}
-        problems += [Problem(f"{ev.where} multihop {q['id']}",
-                             f"direct_id {q['direct_id']!r} is not a direct question of this event")
-                     for q in ev.data["multihop"] if q["direct_id"] not in direct]
+        problems += [
+            Problem(
+                f"{ev.where} multihop {q['id']}",
+                f"direct_id {q['direct_id']!r} is not a direct question of this event",
+            )
+            for q in ev.data["multihop"]
+            if q["direct_id"] not in direct
+        ]
     return problems + _leak_problems(parsed)
 
 

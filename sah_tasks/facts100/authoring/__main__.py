@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         with open(args.out, encoding="utf-8") as f:
             if f.read() != text:
-                print(f"{args.out} is out of date; run python -m sah_tasks.facts100.authoring",
-                      file=sys.stderr)
+                print(
+                    f"{args.out} is out of date; run python -m sah_tasks.facts100.authoring",
+                    file=sys.stderr,
+                )
                 return 1
         print(f"{args.out} is up to date ({len(events)} events)")
         return 0

@@ -33,8 +33,10 @@ def _question(src: dict[str, Any], qid: str, where: str, kind: str) -> dict[str,
 
 def compile_event(src: dict[str, Any], event_id: str, where: str) -> dict[str, Any]:
     try:
-        direct = [_question(q, f"{event_id}-d{i}", where, "direct")
-                  for i, q in enumerate(src["direct"], 1)]
+        direct = [
+            _question(q, f"{event_id}-d{i}", where, "direct")
+            for i, q in enumerate(src["direct"], 1)
+        ]
         multihop = []
         for i, q in enumerate(src["multihop"], 1):
             m = _question(q, f"{event_id}-m{i}", where, "multihop")
@@ -51,8 +53,10 @@ def compile_event(src: dict[str, Any], event_id: str, where: str) -> dict[str, A
             "paraphrases": [_text(p, where) for p in src["paraphrases"]],
             "direct": direct,
             "multihop": multihop,
-            "train_qa": [_question(q, f"{event_id}-t{i}", where, "train_qa")
-                         for i, q in enumerate(src["train_qa"], 1)],
+            "train_qa": [
+                _question(q, f"{event_id}-t{i}", where, "train_qa")
+                for i, q in enumerate(src["train_qa"], 1)
+            ],
         }
     except KeyError as e:
         raise SourceError(f"{where}: missing key {e}") from None
