@@ -7,7 +7,7 @@ import sys
 
 from sah_tasks.facts100.authoring.compile import SOURCES_DIR, build_lines, write_atomic
 from sah_tasks.facts100.dataset import SHIPPED_FILE
-from sah_tasks.facts100.validate import validate_events
+from sah_tasks.facts100.validate import EXPECTED_EVENTS, validate_events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,10 +15,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", default=str(SOURCES_DIR), help="folder of *.yml sources")
     parser.add_argument("--out", default=str(SHIPPED_FILE), help="JSONL file to write")
     parser.add_argument("--check", action="store_true", help="only check --out is up to date")
+    parser.add_argument(
+        "--count", type=int, default=EXPECTED_EVENTS, help="expected number of events (0 = any)"
+    )
     args = parser.parse_args(argv)
 
     events, lines = build_lines(args.sources)
-    problems = validate_events(list(enumerate(events, 1)))
+    problems = validate_events(list(enumerate(events, 1)), expected=args.count or None)
     for p in problems:
         print(p)
     if problems:
