@@ -7,16 +7,17 @@ points every Facts100 consumer (tasks, training sources) at another file in the 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from sah_tasks.common.data import TaskDataError, read_jsonl
 
 ENV_VAR = "SAH_FACTS100_DATA"
 SHIPPED_FILE = Path(__file__).parent / "data" / "facts100.jsonl"
 
 
-class Facts100DataError(ValueError):
+class Facts100DataError(TaskDataError):
     """A user-fixable problem with a Facts100 file (missing, not JSONL, wrong shape)."""
 
 
@@ -30,25 +31,11 @@ def data_path(data_files: str | None = None) -> tuple[Path, str]:
 
 
 def read_events(path: Path, origin: str = "") -> list[dict[str, Any]]:
-    """Parse a Facts100 JSONL file into event dicts (structure is checked by `validate`)."""
-    where = f" (set by {origin})" if origin else ""
-    if not path.is_file():
-        raise Facts100DataError(f"Facts100 file {path}{where} does not exist")
-    events = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise Facts100DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(event, dict):
-                raise Facts100DataError(f"{path}:{lineno}: expected one JSON object (an event)")
-            events.append(event)
-    if not events:
-        raise Facts100DataError(f"Facts100 file {path}{where} has no events")
-    return events
+    """Parse a Facts100 JSONL file into event dicts (their structure is checked by `validate`)."""
+    try:
+        return read_jsonl(path, origin or "the caller")
+    except TaskDataError as e:
+        raise Facts100DataError(str(e)) from None
 
 
 def load_events(data_files: str | None = None) -> list[dict[str, Any]]:
