@@ -1,0 +1,79 @@
+"""`sah run`: experiment YAML validation, the stage commands, and the CPU demo end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sah_tasks.demo import accuracy_table
+from sah_tasks.experiment import ExperimentError, commands, load_experiment, main
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_commands_for_each_stage(tmp_path):
+    exp = load_experiment(_write(tmp_path, """
+experiment: e1
+output_root: /r
+train:
+  - {config: a.yaml, launcher: accelerate, accelerate_config: fsdp.yaml, args: [--scales, "0", "8"]}
+  - {config: b.yaml, script: dpo}
+eval: {tasks: [sah_gsm8k, sah_ifeval], backend: vllm, args: [--shard, 0/2]}
+analysis: {args: [--n-boot, "200"]}
+"""))
+    cmds = commands(exp, ("train", "eval", "analyse"))
+    assert [stage for stage, _ in cmds] == ["train", "train", "eval", "analyse"]
+    first = cmds[0][1]
+    assert first[1:3] == ["-m", "accelerate.commands.launch"] and "fsdp.yaml" in first
+    assert first[-4:] == ["a.yaml", "--scales", "0", "8"] and first[-6].endswith("trainers/sft.py")
+    assert cmds[1][1][1].endswith("trainers/dpo.py")
+    assert cmds[2][1][3:] == ["/r/e1", "--tasks", "sah_gsm8k,sah_ifeval", "--backend", "vllm", "--shard", "0/2"]
+    assert cmds[3][1][-3:] == ["/r/e1", "--n-boot", "200"]
+    assert [s for s, _ in commands(exp, ("eval",))] == ["eval"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train: []", "at least 'experiment'"),
+        ("experiment: x\ntrian: []", r"unknown key\(s\) \['trian'\]"),
+        ("experiment: x\ntrain: [{config: a.yaml, script: ppo}]", r"train\[0\].script 'ppo'"),
+        ("experiment: x\neval: {backend: hf}", "eval: .*tasks"),
+        ("experiment: [unclosed", "not valid YAML"),
+    ],
+)
+def test_bad_experiment_yaml_is_named(tmp_path, text, message):
+    with pytest.raises(ExperimentError, match=message):
+        load_experiment(_write(tmp_path, text))
+
+
+def test_cli_reports_errors_and_dry_runs(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    path = _write(tmp_path, "experiment: e\neval: {tasks: [sah_gsm8k]}\n")
+    assert main(["run", str(path), "--stages", "eval,analyse", "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "sah_tasks.sweep" in out and "-m analysis" in out and "trainers" not in out
+    assert main(["run", str(path), "--stages", "deploy"]) == 2
+
+
+@pytest.mark.timeout(900)
+def test_demo_quick_shows_accuracy_rising_with_n(tmp_path):
+    """The reduced CI form of `make demo`: N=512 must beat the base model on the synthetic test."""
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sah_tasks.demo", "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    table = accuracy_table(out / "demo")
+    assert [n for n, *_ in table] == [0, 512]
+    (_, base_strict, _), (_, tuned_strict, _) = table
+    assert tuned_strict > base_strict, table
+    assert "figure:" in proc.stdout and list((out / "demo" / "analysis").rglob("fig1_*.png"))
