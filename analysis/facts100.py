@@ -175,22 +175,20 @@ def condition_of(manifest: dict[str, Any], run_dir: Path) -> Condition:
 
 # ------------------------------------------------------------------------------ reading samples
 def _sample_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                s = json.loads(line)
-                doc = s["doc"]
-                rows.append({
-                    "id": doc["id"], "direct_id": doc.get("direct_id"), "event_id": doc.get("event_id"),
-                    "correct": float(s[CORRECT_METRIC]) >= 0.5, "f1": float(s.get("f1", np.nan)),
-                    "filter": s.get("filter", "none"),
-                })  # fmt: skip
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ResultsError(f"{path}:{lineno}: not a Facts100 sample line ({e!r})") from None
-    return rows
+    """One row per lm-eval sample line: question id, its direct_id, EM as correct, F1, filter."""
+    try:
+        samples = pd.read_json(path, lines=True, dtype=False)
+        docs = pd.DataFrame(samples["doc"].tolist())
+        return pd.DataFrame({
+            "id": docs["id"],
+            "direct_id": docs.get("direct_id"),
+            "event_id": docs.get("event_id"),
+            "correct": samples[CORRECT_METRIC].astype(float) >= 0.5,
+            "f1": samples["f1"].astype(float) if "f1" in samples else np.nan,
+            "filter": samples["filter"] if "filter" in samples else "none",
+        }).to_dict("records")  # fmt: skip
+    except (ValueError, KeyError, TypeError) as e:
+        raise ResultsError(f"{path}: not lm-eval samples of a Facts100 task ({e!r})") from None
 
 
 def collect(run_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
