@@ -203,6 +203,21 @@ def test_isolation_report_cannot_be_forged_by_the_program():
         assert real.nproc_limit  # without root, RLIMIT_NPROC always applies
 
 
+def test_command_line(tmp_path, capsys):
+    from sah_tasks.execution.__main__ import main
+
+    (tmp_path / "solution.py").write_text("def f(x):\n    return 2 * x\nprint('hi')\n")
+    (tmp_path / "good.py").write_text("assert f(2) == 4\n")
+    (tmp_path / "bad.py").write_text("assert f(2) == 5\n")
+    solution = str(tmp_path / "solution.py")
+    assert main([solution, "--tests", str(tmp_path / "good.py")]) == 0
+    assert main([solution, "--tests", str(tmp_path / "bad.py")]) == 1
+    out, err = capsys.readouterr()
+    assert out == "hi\nhi\n" and "passed: ok" in err and "failed: tests AssertionError" in err
+    with pytest.raises(SystemExit, match="cannot read the program file"):
+        main([str(tmp_path / "missing.py")])
+
+
 def test_result_channel_parsing():
     from sah_tasks.execution.runner import _ResultChannel
 

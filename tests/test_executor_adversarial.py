@@ -9,8 +9,10 @@ exit-code harness, so the tricks are real.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -346,3 +348,67 @@ def test_containment_without_full_isolation(options):
         assert not (good.isolation.network or good.isolation.pid_namespace)
     if not options.drop_privileges:
         assert not good.isolation.user
+
+
+# --- the executor started by an unprivileged user ---------------------------------------------
+
+NOBODY = 65534
+UNPRIVILEGED_DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from sah_tasks.execution import ExecutionLimits, Program, run_program
+limits = ExecutionLimits(timeout_s=2, memory_mb=256, max_processes=8)
+cases = {
+    "good": ("def f():\\n    return 1\\n", "assert f() == 1"),
+    "exit": ("import sys\\nsys.exit(0)\\n", "assert False"),
+    "bomb": ("import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n", ""),
+}
+out = {}
+for name, (code, tests) in cases.items():
+    r = run_program(Program(code, tests), limits)
+    out[name] = [r.status, r.isolation.to_dict() if r.isolation else None]
+print(json.dumps(out))
+"""
+
+
+def unprivileged_python() -> str | None:
+    """A Python >= 3.11 that user `nobody` can run and that can read this repository."""
+    repo = str(Path(__file__).resolve().parents[1])
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return None
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        probe = f"import sys; sys.path.insert(0, {repo!r}); import sah_tasks.execution.config"
+        cmd = [
+            *as_nobody(),
+            candidate,
+            "-c",
+            f"import sys; assert sys.version_info >= (3, 11); {probe}",
+        ]
+        if os.path.exists(candidate) and subprocess.run(cmd, capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+def as_nobody() -> list[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp"]  # fmt: skip
+
+
+def test_unprivileged_caller():
+    """Without root there is no throwaway uid, but a user namespace still gives network, pid and
+    IPC namespaces, and RLIMIT_NPROC applies (relative to what the user already runs)."""
+    python = unprivileged_python()
+    if python is None:
+        pytest.skip("needs root + setpriv to switch to nobody, and a Python >= 3.11 it can run")
+    repo = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [*as_nobody(), python, "-c", UNPRIVILEGED_DRIVER, repo],
+        capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["good"][0] == "passed" and out["exit"][0] == "failed"
+    assert out["bomb"][0] in ("timeout", "failed")
+    iso = out["good"][1]
+    assert not iso["user"] and iso["nproc_limit"] and iso["no_new_privs"]
+    if iso["pid_namespace"]:  # user namespaces are allowed here
+        assert iso["network"] and iso["ipc"]

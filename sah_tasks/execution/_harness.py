@@ -181,7 +181,7 @@ def _count_processes_of(uid):
     return n
 
 
-def _apply_limits(limits, uid, iso):
+def _apply_limits(limits, uid, user_processes, iso):
     def cap(which, value):
         resource.setrlimit(which, (value, value))
 
@@ -193,8 +193,8 @@ def _apply_limits(limits, uid, iso):
     if uid is not None:  # a throwaway uid: the count is this program's processes alone
         cap(resource.RLIMIT_NPROC, limits["max_processes"])
         iso["nproc_limit"] = True
-    elif os.geteuid() != 0:  # shared uid: bound the growth on top of what the user already runs
-        cap(resource.RLIMIT_NPROC, _count_processes_of(os.getuid()) + limits["max_processes"])
+    elif user_processes is not None:  # shared uid: bound growth on top of what the user runs
+        cap(resource.RLIMIT_NPROC, user_processes + limits["max_processes"])
         iso["nproc_limit"] = True
     else:
         iso["notes"].append("running as root: the kernel ignores RLIMIT_NPROC (parent watchdog)")
@@ -249,6 +249,8 @@ def _setup(cfg, result_fd):
     """Everything before the program: namespaces, mounts, limits, user. Returns the report."""
     iso = {"notes": []}
     root = os.geteuid() == 0
+    # Counted before any user namespace: inside one, /proc shows other uids as unmapped.
+    user_processes = None if root else _count_processes_of(os.getuid())
     libc = _Libc()
     flags = _enter_namespaces(libc, root, iso) if cfg["namespaces"] else 0
     mount_ns = bool(flags & CLONE_NEWNS) and (root or not flags & CLONE_NEWUSER)
@@ -274,7 +276,7 @@ def _setup(cfg, result_fd):
         program = os.fork()
         if program:
             _init(program, result_fd)
-    _apply_limits(cfg["limits"], uid, iso)
+    _apply_limits(cfg["limits"], uid, user_processes, iso)
     if uid is not None:
         _drop_to(uid, iso)
     try:

@@ -28,8 +28,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from sah_tasks.execution import procs
 from sah_tasks.execution.config import (
     ExecutionLimits,
@@ -453,6 +451,8 @@ def run_programs(
         raise ValueError(f"workers must be >= 1, got {workers}")
     child_sys_path(options.python)  # probe once, before the threads start
     results: list[ExecutionResult | None] = [None] * len(programs)
+    from tqdm.auto import tqdm  # only here: the executor itself needs nothing outside stdlib
+
     label = progress if isinstance(progress, str) else "sandbox"
     with (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sah-exec") as pool,

@@ -1,0 +1,53 @@
+"""`python -m sah_tasks.execution`: show the sandbox's isolation here, or run one file in it.
+
+    python -m sah_tasks.execution --report
+    python -m sah_tasks.execution solution.py --tests tests.py --timeout 10
+Exit status: 0 if the program passed, 1 if not, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sah_tasks.execution import ExecutionLimits, Program, SandboxOptions, isolation_report
+from sah_tasks.execution.runner import run_program
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise SystemExit(f"cannot read the {what} file {path}: {e.strerror}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sah_tasks.execution", description=__doc__)
+    parser.add_argument("program", nargs="?", help="Python file to run in the sandbox")
+    parser.add_argument("--tests", help="Python file run after the program, in its namespace")
+    parser.add_argument("--report", action="store_true", help="print the isolation achieved here")
+    parser.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds")
+    parser.add_argument("--memory-mb", type=int, default=2048)
+    parser.add_argument("--no-namespaces", action="store_true")
+    parser.add_argument("--keep-root", action="store_true", help="do not drop to a throwaway uid")
+    args = parser.parse_args(argv)
+    options = SandboxOptions(namespaces=not args.no_namespaces, drop_privileges=not args.keep_root)
+    if args.report or not args.program:
+        print("Isolation of sandboxed programs on this machine:")
+        print(isolation_report(options).summary())
+        if not args.program:
+            return 0
+    program = Program(
+        _read(args.program, "program"), _read(args.tests, "tests") if args.tests else ""
+    )
+    limits = ExecutionLimits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+    result = run_program(program, limits, options)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    print(f"{result.status}: {result.detail or 'ok'} ({result.duration_s:.2f}s)", file=sys.stderr)
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
