@@ -17,13 +17,14 @@ Experiment YAML:
     train:                               # one entry per trainer invocation (all its scales)
       - script: sft                      # sft | dpo
         config: configs/paper/llama3-8b-gsm8k-sft.yaml
-        launcher: accelerate             # python | accelerate
+        launcher: per_unit               # python | accelerate | per_unit (FSDP/DeepSpeed)
         accelerate_config: configs/accelerate/single_gpu.yaml
         args: []                         # extra CLI overrides for the trainer
-    eval:
-      tasks: [sah_gsm8k, sah_gsm8k_fewshot]
-      backend: vllm                      # vllm | hf
-      args: [--gpu_memory_utilization, "0.9"]   # any `sah-eval sweep` flags
+    eval:                                # a mapping, or a list of them
+      - tasks: [sah_gsm8k, sah_gsm8k_fewshot]
+        checkpoints: "*/gsm8k/*"         # optional glob on checkpoint paths
+        backend: vllm                    # vllm | hf
+        args: [--gpu_memory_utilization, "0.9"]   # any `sah-eval sweep` flags
     analysis:
       args: []                           # any `python -m analysis` flags
 """
@@ -43,6 +44,9 @@ import yaml
 
 STAGES = ("train", "eval", "analyse")
 TRAINER_SCRIPTS = {"sft": "trainers/sft.py", "dpo": "trainers/dpo.py"}
+# python: one process for all scales; accelerate: `accelerate launch` of the same; per_unit:
+# `python -m trainers.launch`, one accelerate process per scale (what FSDP/DeepSpeed need).
+LAUNCHERS = ("python", "accelerate", "per_unit")
 
 
 class ExperimentError(ValueError):
@@ -62,6 +66,7 @@ class TrainStep:
 class EvalStep:
     tasks: list[str]
     backend: str = "hf"
+    checkpoints: str | None = None  # glob on checkpoint paths, e.g. "*/gsm8k/*"
     args: list[str] = field(default_factory=list)
 
 
@@ -71,7 +76,7 @@ class Experiment:
     output_root: str = "runs"
     env: dict[str, str] = field(default_factory=dict)
     train: list[TrainStep] = field(default_factory=list)
-    eval: EvalStep | None = None
+    eval: list[EvalStep] = field(default_factory=list)
     analysis_args: list[str] = field(default_factory=list)
 
     @property
@@ -106,13 +111,14 @@ def load_experiment(path: Path) -> Experiment:
     for i, step in enumerate(train):
         if step.script not in TRAINER_SCRIPTS:
             raise ExperimentError(f"{path}: train[{i}].script {step.script!r}: expected sft or dpo")
-        if step.launcher not in ("python", "accelerate"):
-            raise ExperimentError(f"{path}: train[{i}].launcher: expected python or accelerate")
-    ev = raw.pop("eval", None)
+        if step.launcher not in LAUNCHERS:
+            raise ExperimentError(f"{path}: train[{i}].launcher: expected one of {list(LAUNCHERS)}")
+    ev = raw.pop("eval", None) or []
     analysis = raw.pop("analysis", None) or {}
     exp = _build(Experiment, raw, str(path))
     exp.train = train
-    exp.eval = _build(EvalStep, ev, f"{path}: eval") if ev is not None else None
+    evals = ev if isinstance(ev, list) else [ev]
+    exp.eval = [_build(EvalStep, e, f"{path}: eval[{i}]") for i, e in enumerate(evals)]
     exp.analysis_args = list(analysis.get("args", []))
     return exp
 
@@ -129,6 +135,12 @@ def commands(exp: Experiment, stages: tuple[str, ...]) -> list[tuple[str, list[s
     if "train" in stages:
         for step in exp.train:
             script = _repo_file(TRAINER_SCRIPTS[step.script])
+            if step.launcher == "per_unit":
+                launch = [py, "-m", "trainers.launch"]
+                if step.accelerate_config:
+                    launch += ["--accelerate_config", step.accelerate_config]
+                cmds.append(("train", [*launch, step.script, "--config", step.config, *step.args]))
+                continue
             if step.launcher == "accelerate":
                 launch = [py, "-m", "accelerate.commands.launch"]
                 if step.accelerate_config:
@@ -136,10 +148,10 @@ def commands(exp: Experiment, stages: tuple[str, ...]) -> list[tuple[str, list[s
             else:
                 launch = [py]
             cmds.append(("train", [*launch, script, "--config", step.config, *step.args]))
-    if "eval" in stages and exp.eval is not None:
+    for ev in exp.eval if "eval" in stages else []:
+        only = ["--checkpoints", ev.checkpoints] if ev.checkpoints else []
         cmds.append(("eval", [py, "-m", "sah_tasks.sweep", str(exp.run_dir), "--tasks",
-                              ",".join(exp.eval.tasks), "--backend", exp.eval.backend,
-                              *exp.eval.args]))  # fmt: skip
+                              ",".join(ev.tasks), "--backend", ev.backend, *only, *ev.args]))  # fmt: skip
     if "analyse" in stages:
         cmds.append(("analyse", [py, "-m", "analysis", str(exp.run_dir), *exp.analysis_args]))
     return cmds

@@ -14,6 +14,7 @@ checkpoint's units as a Ray task on a cluster instead.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import gc
 import json
 import logging
@@ -75,8 +76,11 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def discover(run_dir: Path) -> list[Checkpoint]:
-    """Completed checkpoints under `run_dir`, sorted; incomplete ones are logged and skipped."""
+def discover(run_dir: Path, only: str | None = None) -> list[Checkpoint]:
+    """Completed checkpoints under `run_dir`, sorted; incomplete ones are logged and skipped.
+
+    `only` is a glob on the checkpoint path relative to `run_dir` (e.g. `*/gsm8k/*`).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SweepError(f"run directory {run_dir} does not exist")
@@ -89,9 +93,14 @@ def discover(run_dir: Path) -> list[Checkpoint]:
             log.warning("skipping %s: no %s marker (training incomplete)", folder, COMPLETED)
             continue
         rel = folder.relative_to(run_dir).as_posix()
+        if only and not fnmatch.fnmatch(rel, only):
+            continue
         found.append(Checkpoint(folder, rel, _read_manifest(manifest)))
     if not found:
-        raise SweepError(f"no completed checkpoint (folder with {MANIFEST} + {COMPLETED}) under {run_dir}")
+        what = f" matching {only!r}" if only else ""
+        raise SweepError(
+            f"no completed checkpoint{what} (folder with {MANIFEST} + {COMPLETED}) under {run_dir}"
+        )
     return found
 
 
@@ -399,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen_kwargs", default=None, help="generation overrides, e.g. max_gen_toks=256")
     p.add_argument("--apply_chat_template", action="store_true", help="for chat models")
     p.add_argument("--confirm_run_unsafe_code", action="store_true", help="needed by coding tasks")
+    p.add_argument("--checkpoints", default=None, help="only checkpoints whose path under RUN_DIR matches this glob, e.g. '*/gsm8k/*'")
     p.add_argument("--shard", default=None, help="i/n: take this process's share of the units")
     p.add_argument("--ray", action="store_true", help="run checkpoints as Ray tasks on a cluster")
     p.add_argument("--dry_run", action="store_true", help="list the units and exit")
@@ -451,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         task_manager = TaskManager()  # built once for the whole sweep
         tasks = expand_tasks([t for t in args.tasks.split(",") if t], task_manager)
         index, count = parse_shard(args.shard)
-        units = take_shard(plan(discover(args.run_dir), tasks), index, count)
+        units = take_shard(plan(discover(args.run_dir, args.checkpoints), tasks), index, count)
     except SweepError as e:
         print(f"sah-eval sweep: error: {e}", file=sys.stderr)
         return 2
@@ -469,3 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     for rel, task, err in report.failed:
         print(f"  FAILED {rel} {task}: {err}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

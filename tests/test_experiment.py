@@ -44,7 +44,7 @@ analysis: {args: [--n-boot, "200"]}
         ("train: []", "at least 'experiment'"),
         ("experiment: x\ntrian: []", r"unknown key\(s\) \['trian'\]"),
         ("experiment: x\ntrain: [{config: a.yaml, script: ppo}]", r"train\[0\].script 'ppo'"),
-        ("experiment: x\neval: {backend: hf}", "eval: .*tasks"),
+        ("experiment: x\neval: {backend: hf}", r"eval\[0\]: .*tasks"),
         ("experiment: [unclosed", "not valid YAML"),
     ],
 )
@@ -77,3 +77,16 @@ def test_demo_quick_shows_accuracy_rising_with_n(tmp_path):
     (_, base_strict, _), (_, tuned_strict, _) = table
     assert tuned_strict > base_strict, table
     assert "figure:" in proc.stdout and list((out / "demo" / "analysis").rglob("fig1_*.png"))
+
+
+def test_per_unit_launcher_and_checkpoint_filtered_evals(tmp_path):
+    exp = load_experiment(_write(tmp_path, """
+experiment: e2
+train: [{config: c.yaml, launcher: per_unit, accelerate_config: fsdp.yaml}]
+eval:
+  - {tasks: [sah_gsm8k], checkpoints: "*/gsm8k/*"}
+  - {tasks: [sah_ifeval], checkpoints: "*/ifeval/*", backend: vllm}
+"""))
+    (_, train), (_, ev1), (_, ev2) = commands(exp, ("train", "eval"))
+    assert train[1:] == ["-m", "trainers.launch", "--accelerate_config", "fsdp.yaml", "sft", "--config", "c.yaml"]
+    assert ev1[-2:] == ["--checkpoints", "*/gsm8k/*"] and "sah_ifeval" in ev2

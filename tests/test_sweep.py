@@ -195,3 +195,9 @@ def test_vllm_lora_sweep_uses_one_engine_and_switches_adapters(tmp_path, task_ma
     by_rel = dict(seen)
     assert by_rel["m/gsm8k/n0"] is None  # the base model is served without an adapter
     assert by_rel["m/gsm8k/n8"][1] != by_rel["m/gsm8k/n64"][1]
+
+
+def test_checkpoint_glob_filters_discovery(run_dir):
+    assert [c.rel for c in sweep.discover(run_dir, "*/n8")] == ["tiny/gsm8k/n8"]
+    with pytest.raises(sweep.SweepError, match="matching '\\*/ifeval/\\*'"):
+        sweep.discover(run_dir, "*/ifeval/*")
