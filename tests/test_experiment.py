@@ -90,3 +90,18 @@ eval:
     (_, train), (_, ev1), (_, ev2) = commands(exp, ("train", "eval"))
     assert train[1:] == ["-m", "trainers.launch", "--accelerate_config", "fsdp.yaml", "sft", "--config", "c.yaml"]
     assert ev1[-2:] == ["--checkpoints", "*/gsm8k/*"] and "sah_ifeval" in ev2
+
+
+def test_shipped_experiment_configs_load_and_point_at_real_files():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    paths = sorted((root / "configs" / "paper" / "experiments").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        exp = load_experiment(path)
+        for step in exp.train:
+            assert (root / step.config).is_file(), (path, step.config)
+            if step.accelerate_config:
+                assert (root / step.accelerate_config).is_file(), (path, step.accelerate_config)
+        assert exp.eval, path
