@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import string
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -93,16 +92,8 @@ class _Event:
         return [self.data["title"], self.data["article"], *self.data["paraphrases"], *qa]
 
 
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-@functools.lru_cache(maxsize=4096)
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation, exactly as `sah_tasks.multihop.utils.normalize_answer` (the task
-    scorer) computes it (a test checks they agree), but with `str.translate`: the validator
-    normalises whole articles, thousands of times, where per-character work is too slow."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+# The task scorer's SQuAD normalisation: validation must agree with scoring.
+from sah_tasks.multihop.utils import normalize_answer  # noqa: E402
 
 
 @functools.lru_cache(maxsize=4096)

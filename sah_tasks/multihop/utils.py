@@ -7,6 +7,7 @@ of the package: the Facts100 tasks import them, so every short-answer task is sc
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -95,12 +96,14 @@ def doc_to_text(doc: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- scoring
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+@functools.lru_cache(maxsize=4096)
 def normalize_answer(text: str) -> str:
     """SQuAD normalisation: lower case, drop punctuation, articles and extra whitespace."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
 
 
 def extract_answer(generation: Any) -> str:
