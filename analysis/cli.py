@@ -103,7 +103,7 @@ def options_from_args(args: argparse.Namespace):
         judge = JudgeConfig(url=args.judge_url, model=args.judge_model,
                             cache_dir=args.judge_cache or out / "judge_cache",
                             api_key=os.environ.get(args.judge_api_key_env) or None,
-                            workers=args.judge_workers)  # fmt: skip
+                            workers=args.judge_workers, progress=not args.quiet)  # fmt: skip
     if args.n_boot < 10:
         raise OptionError(f"--n-boot {args.n_boot}: use at least 10 resamples (1000 recommended)")
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())

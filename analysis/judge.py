@@ -72,6 +72,7 @@ class JudgeConfig:
     timeout_s: float = 120.0
     retries: int = 3
     max_tokens: int = 200
+    progress: bool = True
 
 
 def endpoint(url: str) -> str:
@@ -158,7 +159,10 @@ class Judge:
         body = self._body(case)
         path = self._cache_path(body)
         if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))["reply"]
+            try:
+                return str(json.loads(path.read_text(encoding="utf-8"))["reply"])
+            except (OSError, json.JSONDecodeError, KeyError, TypeError):
+                log.warning("judge cache entry %s unreadable; asking again", path)
         reply = self._post(body)
         record = {"model": self.config.model, "messages": body["messages"], "reply": reply}
         write_text(path, json.dumps(record, ensure_ascii=False))
@@ -169,7 +173,7 @@ class Judge:
         workers = max(1, self.config.workers)
         with ThreadPoolExecutor(workers) as pool:
             replies = list(tqdm(pool.map(self._judge_one, cases), total=len(cases), desc=desc,
-                                leave=False))  # fmt: skip
+                                leave=False, disable=not self.config.progress))  # fmt: skip
         out = [parse_verdict(r) for r in replies]
         unread = sum(v is None for v in out)
         if unread:

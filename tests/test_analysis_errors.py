@@ -88,6 +88,9 @@ def test_judge_wire_format_retry_and_cache(tmp_path):
         rerun = Judge(config)
         assert rerun.verdicts(cases) == [True, False]
         assert rerun.calls == 0 and len(stub.requests) == 3  # everything came from the cache
+        next((tmp_path / "cache").rglob("*.json")).write_text("{truncated")
+        healed = Judge(config)
+        assert healed.verdicts(cases) == [True, False] and healed.calls == 1  # re-asked, once
         other_model = Judge(JudgeConfig(url=stub.url, model="judge-70b", cache_dir=tmp_path / "cache"))
         other_model.verdicts(cases[:1])
         assert other_model.calls == 1  # the cache is keyed by the judge model too
