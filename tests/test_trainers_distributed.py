@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -13,7 +14,23 @@ from trainer_helpers import read_jsonl, sft_argv
 
 from trainers.manifest import is_completed, read_manifest
 
-HELPERS = Path(__file__).with_name("trainer_helpers.py")
+REPO = Path(__file__).resolve().parents[1]
+PROBE = Path(__file__).parent / "fixtures" / "trainers" / "save_probe"  # a sitecustomize.py
+
+
+def run_group(command: list[str], env: dict, cwd: Path, timeout: int = 300) -> tuple[int, str]:
+    """Run `command` in its own process group, so a hang kills the launcher *and* its workers."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"torchrun did not finish in {timeout}s:\n{output[-4000:]}") from None
+    return process.returncode, output
 
 
 def test_two_ranks_train_one_checkpoint_saved_once_by_rank_zero(tiny_model_dir, tmp_path):
@@ -21,12 +38,18 @@ def test_two_ranks_train_one_checkpoint_saved_once_by_rank_zero(tiny_model_dir, 
     assert torchrun, "torchrun is installed with torch"
     log = tmp_path / "saves.jsonl"
     argv = sft_argv(tiny_model_dir, tmp_path, "--scales", "0", "8", "--ddp_backend", "gloo")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", str(HELPERS), str(log), *argv],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "SAH_SAVE_PROBE_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROBE), os.environ.get("PYTHONPATH")])),
+    }
+    # the script itself, run as a file, exactly as a user launches it
+    script = REPO / "trainers" / "sft.py"
+    returncode, output = run_group(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(script), *argv], env, tmp_path
+    )
+    assert returncode == 0, output[-4000:]
 
     events = read_jsonl(log)
     started = sorted((e["rank"], e["path"]) for e in events if e["what"] == "started")

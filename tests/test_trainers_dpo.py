@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from trainer_helpers import dpo_argv, write_sft_yaml
+from trainer_helpers import (
+    dpo_argv,
+    one_torch_thread,  # noqa: F401
+    write_sft_yaml,
+)
 
 from trainers import dpo, sft
 from trainers.config import ConfigError

@@ -7,7 +7,10 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_helpers import sft_argv
+from trainer_helpers import (
+    one_torch_thread,  # noqa: F401
+    sft_argv,
+)
 
 from trainers import sft
 from trainers.common import load_tokenizer
@@ -150,3 +153,42 @@ def test_scale_larger_than_the_pool_fails_before_training(tiny_model_dir, tmp_pa
     ):
         sft.run_sft(run)
     assert not (tmp_path / "test").exists()  # nothing was written
+
+
+def test_incomplete_scale_resumes_only_with_an_unchanged_recipe(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from trl import SFTTrainer
+
+    keep = (
+        "--scales",
+        "8",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--keep_checkpoints",
+        "true",
+    )
+    (run_dir,) = sft.run_sft(sft.parse_args(sft_argv(tiny_model_dir, tmp_path, *keep)))
+    assert (run_dir / "checkpoint-2").is_dir()
+    resumed_from = []
+    train = SFTTrainer.train
+    monkeypatch.setattr(
+        SFTTrainer,
+        "train",
+        lambda self, resume_from_checkpoint=None: (
+            resumed_from.append(resume_from_checkpoint)
+            or train(self, resume_from_checkpoint=resume_from_checkpoint)
+        ),
+    )
+    (run_dir / "COMPLETED").unlink()  # as if killed after the last checkpoint
+    sft.run_sft(sft.parse_args(sft_argv(tiny_model_dir, tmp_path, *keep)))
+    assert resumed_from == [str(run_dir / "checkpoint-2")] and (run_dir / "COMPLETED").is_file()
+
+    (run_dir / "COMPLETED").unlink()  # a different recipe must not continue the old run
+    sft.run_sft(
+        sft.parse_args(sft_argv(tiny_model_dir, tmp_path, *keep, "--learning_rate", "5e-4"))
+    )
+    assert resumed_from[-1] is None
+    assert read_manifest(run_dir)["config"]["training"]["learning_rate"] == 5e-4

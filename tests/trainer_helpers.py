@@ -1,16 +1,11 @@
-"""Helpers for the trainer tests: CPU configs for the tiny model, and a 2-rank driver.
-
-Run as a script under `torchrun`, this module trains the SFT config given on its command line
-while recording every save (weights, manifest, COMPLETED) with the rank that made it, so a test
-can check that a multi-process run saves exactly once, from rank 0.
-"""
+"""Helpers for the trainer tests: CPU arguments and configs for runs on the tiny model."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
+
+import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trainers"
 GSM8K_TRAIN = FIXTURES / "gsm8k_train.jsonl"
@@ -27,6 +22,17 @@ CPU_OPTIONS = [
     "--dataloader_num_workers", "0",
     "--dtype", "float32",
 ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models train several times faster on one thread than fighting for shared cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def sft_argv(
@@ -96,47 +102,3 @@ def write_sft_yaml(path: Path, **options) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _record_saves(log_path: Path) -> None:
-    """Patch every writer the trainers use so each call appends `{rank, what, path}` to a log."""
-    from transformers import PreTrainedModel
-
-    import trainers.common
-    import trainers.manifest
-
-    rank = int(os.environ.get("RANK", "0"))
-
-    def log(what: str, path) -> None:
-        with log_path.open("a", encoding="utf-8") as f:  # one short line per write: atomic append
-            f.write(json.dumps({"rank": rank, "what": what, "path": str(path)}) + "\n")
-
-    save_pretrained = PreTrainedModel.save_pretrained
-
-    def logged_save_pretrained(self, save_directory, *args, **kwargs):
-        log("weights", save_directory)
-        return save_pretrained(self, save_directory, *args, **kwargs)
-
-    PreTrainedModel.save_pretrained = logged_save_pretrained
-    for module in (trainers.manifest, trainers.common):
-        for name in ("write_manifest", "mark_completed"):
-            if hasattr(module, name):
-                original = getattr(module, name)
-                setattr(module, name, _logged(original, name, log))
-    log("started", os.environ.get("WORLD_SIZE", "1"))
-
-
-def _logged(function, name, log):
-    def wrapper(run_dir, *args, **kwargs):
-        log(name, run_dir)
-        return function(run_dir, *args, **kwargs)
-
-    return wrapper
-
-
-if __name__ == "__main__":
-    # torchrun --nproc_per_node 2 tests/trainer_helpers.py LOG_FILE <trainers/sft.py arguments>
-    _record_saves(Path(sys.argv[1]))
-    from trainers.sft import main
-
-    main(sys.argv[2:])
