@@ -86,7 +86,6 @@ def _enter_namespaces(libc, root, iso):
 def _private_tmp(libc, cfg, iso):
     """A fresh size-capped tmpfs becomes the work dir, /tmp, /var/tmp and /dev/shm: whatever the
     program writes there stays in RAM, is bounded, and vanishes with the namespace."""
-    libc.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount leaks to the host
     owner = cfg["uid"] if cfg["uid"] is not None and os.geteuid() == 0 else os.geteuid()
     size = cfg["limits"]["max_tmp_mb"]
     opts = f"size={size}m,nr_inodes=16384,mode=0700,uid={owner},gid={owner}"
@@ -254,6 +253,12 @@ def _setup(cfg, result_fd):
     libc = _Libc()
     flags = _enter_namespaces(libc, root, iso) if cfg["namespaces"] else 0
     mount_ns = bool(flags & CLONE_NEWNS) and (root or not flags & CLONE_NEWUSER)
+    if mount_ns:
+        try:  # first of all: a new mount namespace still shares propagation with the host's
+            libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
+        except OSError as e:
+            iso["notes"].append(f"no private mounts, so no mounts at all: {e}")
+            mount_ns = False
     workdir = cfg["workdir"]
     if mount_ns and cfg["private_tmp"]:
         try:
