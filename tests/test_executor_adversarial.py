@@ -193,6 +193,18 @@ def test_writing_outside_the_work_dir():
             path.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("private_tmp", [True, False])
+def test_host_mounts_are_untouched(private_tmp):
+    """The sandbox mounts tmpfs over /tmp (and over a private /root holding the interpreter) in
+    its own mount namespace; none of it may propagate to the host's mount table."""
+    before = Path("/proc/self/mountinfo").read_text()
+    options = SandboxOptions(private_tmp=private_tmp)
+    result = run_program(Program("import os\nfiles = os.listdir('/tmp')", ""), BENIGN, options)
+    assert result.passed, result.detail
+    assert result.isolation.tmp == (private_tmp and REPORT.tmp)
+    assert Path("/proc/self/mountinfo").read_text() == before
+
+
 def test_deleting_files():
     victim = Path(__file__).with_name(f".victim_{secrets.token_hex(4)}")
     victim.write_text("precious")
