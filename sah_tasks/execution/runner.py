@@ -231,7 +231,12 @@ class _Sandboxed:
             return ExecutionResult(False, "error", f"could not start the sandbox: {e}")
         os.close(payload_r)
         os.close(result_w)
-        pidfd = os.pidfd_open(proc.pid)
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError) as e:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise RuntimeError(f"the sandbox needs Linux >= 5.3 (pidfd_open): {e}") from None
         try:
             self._drive(proc, pidfd, payload, payload_w, result_r, start + self.limits.timeout_s)
             self._stop(proc, pidfd)
