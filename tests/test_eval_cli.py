@@ -19,6 +19,8 @@ FIXTURE_ENV = {
     "SAH_GSM8K_DATA": "gsm8k_test.jsonl",
     "SAH_IFEVAL_DATA": "ifeval_sample.jsonl",
     "SAH_MULTIHOP_DATA": "multihop_hotpotqa.jsonl",
+    "SAH_HUMANEVAL_PLUS_DATA": "code/humaneval_plus_sample.jsonl",
+    "SAH_MBPP_PLUS_DATA": "code/mbpp_plus_sample.jsonl",
 }
 CORE_METRICS = {
     "sah_gsm8k": {"exact_match,strict-match", "exact_match,flexible-extract"},

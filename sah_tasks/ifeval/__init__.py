@@ -1,0 +1,1 @@
+"""lm-eval task folder: YAML task files + utils.py (see docs/tasks.md)."""
