@@ -35,46 +35,36 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+# what every tiny run shares, whichever trainer runs it
+TINY_RECIPE = {
+    "per_device_train_batch_size": 4,
+    "max_steps": 2,
+    "learning_rate": 1e-3,
+    "max_length": 128,
+    "seed": 0,
+}
+
+
+def _common_argv(model_dir: Path, output_root: Path) -> list[str]:
+    argv = ["--model_name_or_path", str(model_dir), "--model_slug", "tiny", "--experiment", "test"]
+    argv += ["--task", "gsm8k", "--output_root", str(output_root)]
+    for key, value in TINY_RECIPE.items():
+        argv += [f"--{key}", str(value)]
+    return argv + CPU_OPTIONS
+
+
 def sft_argv(
     model_dir: Path, output_root: Path, *extra: str, data: Path = GSM8K_TRAIN
 ) -> list[str]:
     """Arguments of a tiny SFT run on the GSM8K fixture."""
-    return [
-        "--model_name_or_path", str(model_dir),
-        "--model_slug", "tiny",
-        "--experiment", "test",
-        "--task", "gsm8k",
-        "--data_files", str(data),
-        "--output_root", str(output_root),
-        "--per_device_train_batch_size", "4",
-        "--max_steps", "2",
-        "--learning_rate", "1e-3",
-        "--max_length", "128",
-        "--seed", "0",
-        *CPU_OPTIONS,
-        *extra,
-    ]  # fmt: skip
+    return [*_common_argv(model_dir, output_root), "--data_files", str(data), *extra]
 
 
 def dpo_argv(model_dir: Path, output_root: Path, sft_config: Path | None, *extra: str) -> list[str]:
     """Arguments of a tiny budget run; `sft_config` is a YAML for the SFT stage."""
     stage = ["--sft_config", str(sft_config)] if sft_config else []
-    return [
-        "--model_name_or_path", str(model_dir),
-        "--model_slug", "tiny",
-        "--experiment", "test",
-        "--task", "gsm8k",
-        "--preference_data_files", str(GSM8K_TRAIN),
-        *stage,
-        "--output_root", str(output_root),
-        "--per_device_train_batch_size", "4",
-        "--max_steps", "2",
-        "--learning_rate", "1e-3",
-        "--max_length", "128",
-        "--seed", "0",
-        *CPU_OPTIONS,
-        *extra,
-    ]  # fmt: skip
+    data = ["--preference_data_files", str(GSM8K_TRAIN)]
+    return [*_common_argv(model_dir, output_root), *data, *stage, *extra]
 
 
 def write_sft_yaml(path: Path, **options) -> Path:
@@ -82,11 +72,7 @@ def write_sft_yaml(path: Path, **options) -> Path:
     import yaml
 
     config = {
-        "per_device_train_batch_size": 4,
-        "max_steps": 2,
-        "learning_rate": 1e-3,
-        "max_length": 128,
-        "seed": 0,
+        **TINY_RECIPE,
         "data_files": str(GSM8K_TRAIN),
         "use_cpu": True,
         "bf16": False,

@@ -16,8 +16,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,70 @@ def _derived_slug(name: str) -> str:
         scale = f"B{m['budget']}_r{m['sft_fraction']:g}" if m.get("budget") else f"n{m['n']}"
         return f"{m['model_slug']}-{m['task']}-{scale}"
     return slugify(name)
+
+
+@dataclass
+class RunArguments:
+    """Options shared by trainers/sft.py and trainers/dpo.py (every other option is TRL's)."""
+
+    experiment: str = field(
+        default="default", metadata={"help": "Experiment name (runs/<experiment>/)."}
+    )
+    task: str = field(
+        default="gsm8k",
+        metadata={
+            "help": "Training task: gsm8k, multihop, coding, ifeval, facts100_documents, facts100_qa."
+        },
+    )
+    output_root: str = field(default="runs", metadata={"help": "Root of the run directories."})
+    subset_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the nested subsets (default: the training seed)."}
+    )
+    prompt_format: str = field(
+        default="plain",
+        metadata={
+            "help": "'plain': `Question: ...\\nAnswer:` + ` answer` + EOS (base models); 'chat': the "
+            "same prompt as the user turn of the tokenizer's chat template (chat models).",
+            "choices": list(PROMPT_FORMATS),
+        },
+    )
+    model_slug: str | None = field(
+        default=None, metadata={"help": "Folder name of the model (default: from its name)."}
+    )
+    model_family: str | None = field(
+        default=None, metadata={"help": "Model family for the analysis, e.g. 'llama-3'."}
+    )
+    model_size_b: float | None = field(
+        default=None, metadata={"help": "Size in billions of parameters (default: counted)."}
+    )
+    merge_lora: bool = field(
+        default=True,
+        metadata={"help": "With LoRA, also save base+adapter merged (what vLLM/lm-eval serve)."},
+    )
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "Keep the Trainer's intermediate checkpoint-* folders."}
+    )
+    resume: bool = field(
+        default=True,
+        metadata={
+            "help": "Resume an incomplete run from its last checkpoint if the recipe is unchanged."
+        },
+    )
+
+
+def run_seed(args: RunArguments, training_args: Any) -> int:
+    """The subset seed: `subset_seed`, or the training seed."""
+    return args.subset_seed if args.subset_seed is not None else training_args.seed
+
+
+def describe_run_base(args: RunArguments, model_args: Any, training_args: Any) -> BaseModel:
+    return describe_base_model(
+        model_args,
+        trust_remote_code=training_args.trust_remote_code,
+        slug=args.model_slug,
+        family=args.model_family,
+        size_b=args.model_size_b,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,3 +478,50 @@ def write_pointer_manifest(run_dir: Path, manifest: Manifest) -> None:
         write_manifest(run_dir, manifest)
         mark_completed(run_dir)
     barrier()
+
+
+@dataclass
+class Unit:
+    """One training run into one run directory (a scale, or the DPO part of a budget run)."""
+
+    run_dir: Path
+    manifest: Manifest
+    model_args: Any  # trl.ModelConfig of the model training starts from
+    training_args: Any  # trl.SFTConfig / DPOConfig of this unit
+    prompt_format: str
+    merge_lora: bool
+    keep_checkpoints: bool
+    resume: bool
+
+    @classmethod
+    def of(cls, args: RunArguments, run_dir: Path, manifest: Manifest, model_args, training_args):
+        return cls(
+            run_dir,
+            manifest,
+            model_args=model_args,
+            training_args=training_args,
+            prompt_format=args.prompt_format,
+            merge_lora=args.merge_lora,
+            keep_checkpoints=args.keep_checkpoints,
+            resume=args.resume,
+        )
+
+
+def train_unit(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
+    """prepare (or resume) -> train -> save -> merge/manifest/COMPLETED; every rank calls it."""
+    resume_from = prepare_run_dir(unit.run_dir, fingerprint(unit.manifest.config), unit.resume)
+    tokenizer = load_tokenizer(unit.model_args, unit.training_args.trust_remote_code)
+    check_prompt_format(unit.prompt_format, tokenizer)
+    trainer = build_trainer(tokenizer)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    lora = unit.manifest.lora
+    save_trained(trainer, unit.run_dir, lora)
+    release(trainer)
+    merge = (unit.model_args, unit.training_args) if lora and unit.merge_lora else None
+    finish_run_dir(
+        unit.run_dir,
+        unit.manifest,
+        tokenizer=tokenizer,
+        merge=merge,
+        keep_checkpoints=unit.keep_checkpoints,
+    )

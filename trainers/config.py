@@ -99,3 +99,14 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(getattr(value, "value", value))
+
+
+def unshadow_script_dir(script: str) -> None:
+    """For `python trainers/sft.py`: drop `trainers/` from `sys.path`.
+
+    Python puts a script's folder first on the path, where our modules (`data`, `config`,
+    `common`...) could shadow top-level packages of the same name; the installed `trainers`
+    package is what the scripts import.
+    """
+    here = Path(script).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]

@@ -21,13 +21,12 @@ Programmatic use: `run_budget(parse_args([...]), budget, fraction)` or `run_dpo(
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    # Run as a file: keep `trainers/` modules from shadowing top-level packages (see sft.py).
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+if __name__ == "__main__" and not __package__:  # run as a file (see sft.py)
+    from trainers.config import unshadow_script_dir
+
+    unshadow_script_dir(__file__)
 
 import copy
 import logging
@@ -38,19 +37,16 @@ from typing import Any
 from trainers import sft
 from trainers.common import (
     BaseModel,
+    RunArguments,
+    Unit,
     check_one_unit_per_process,
-    check_prompt_format,
-    describe_base_model,
-    fingerprint,
-    finish_run_dir,
+    describe_run_base,
     load_model,
-    load_tokenizer,
     peft_config,
     preference_records,
-    prepare_run_dir,
-    release,
-    save_trained,
+    run_seed,
     snapshot,
+    train_unit,
     write_pointer_manifest,
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping
@@ -62,15 +58,9 @@ log = logging.getLogger("trainers.dpo")
 
 
 @dataclass
-class BudgetArguments:
-    """The budget grid and the data (every other option is TRL's DPOConfig/ModelConfig)."""
+class BudgetArguments(RunArguments):
+    """The budget grid and the data (shared options: `RunArguments`; the rest is TRL's)."""
 
-    experiment: str = field(
-        default="default", metadata={"help": "Experiment name (runs/<experiment>/)."}
-    )
-    task: str = field(
-        default="gsm8k", metadata={"help": "Task (gsm8k and ifeval have built-in pairs)."}
-    )
     budgets: list[int] = field(
         default_factory=lambda: [1000], metadata={"help": "Total budgets B (examples)."}
     )
@@ -88,7 +78,6 @@ class BudgetArguments:
         default=None,
         metadata={"help": "Options overriding sft_config, e.g. '{\"max_steps\": 20}'."},
     )
-    output_root: str = field(default="runs", metadata={"help": "Root of the run directories."})
     preference_data_files: str | None = field(
         default=None,
         metadata={"help": "Local JSONL of prompt/chosen/rejected rows (or the task's hub schema)."},
@@ -96,33 +85,9 @@ class BudgetArguments:
     preference_data_revision: str | None = field(
         default=None, metadata={"help": "Override the pinned hub revision of the preference data."}
     )
-    subset_seed: int | None = field(
-        default=None, metadata={"help": "Seed of the nested subsets (default: the training seed)."}
-    )
-    prompt_format: str = field(
-        default="plain",
-        metadata={
-            "help": "'plain' (base models) or 'chat' (chat template).",
-            "choices": ["plain", "chat"],
-        },
-    )
     disjoint_prompts: bool = field(
         default=True,
         metadata={"help": "Draw preference pairs only from prompts the SFT stage did not use."},
-    )
-    model_slug: str | None = field(default=None, metadata={"help": "Folder name of the model."})
-    model_family: str | None = field(
-        default=None, metadata={"help": "Model family, e.g. 'llama-3'."}
-    )
-    model_size_b: float | None = field(default=None, metadata={"help": "Size in billions."})
-    merge_lora: bool = field(
-        default=True, metadata={"help": "With LoRA, also save base+adapter merged."}
-    )
-    keep_checkpoints: bool = field(
-        default=False, metadata={"help": "Keep the Trainer's checkpoint-* folders."}
-    )
-    resume: bool = field(
-        default=True, metadata={"help": "Resume an incomplete run if the recipe is unchanged."}
     )
     only_stage: str | None = field(
         default=None,
@@ -151,9 +116,7 @@ class DPORun:
 
     @property
     def seed(self) -> int:
-        return (
-            self.budget.subset_seed if self.budget.subset_seed is not None else self.training.seed
-        )
+        return run_seed(self.budget, self.training)
 
 
 @dataclass
@@ -210,13 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DPORun:
 
 
 def describe_run_model(run: DPORun) -> BaseModel:
-    return describe_base_model(
-        run.model,
-        trust_remote_code=run.training.trust_remote_code,
-        slug=run.budget.model_slug,
-        family=run.budget.model_family,
-        size_b=run.budget.model_size_b,
-    )
+    return describe_run_base(run.budget, run.model, run.training)
 
 
 def budget_dir(run: DPORun, base: BaseModel, split: BudgetSplit) -> Path:
@@ -379,11 +336,14 @@ def budget_manifest(
         "seed": run.seed,
     }
     ids = [ex.id for ex in stage.examples] + [pair.id for pair in pairs]
+    # `base_model` is what this checkpoint was trained from (and what a LoRA adapter applies
+    # to): the SFT stage when DPO follows one, as for any run started from a checkpoint.
+    start_from_stage = stage.run_dir is not None and split.n_dpo > 0
     return Manifest(
         experiment=run.budget.experiment,
         model_slug=base.slug,
-        base_model=base.name,
-        base_revision=base.revision,
+        base_model=str(stage.run_dir.resolve()) if start_from_stage else base.name,
+        base_revision=None if start_from_stage else base.revision,
         family=base.family,
         size_b=base.size_b,
         task=run.budget.task,
@@ -426,22 +386,8 @@ def train_dpo(
     run_dir: Path,
 ) -> None:
     log.info("DPO %s: %d pairs from %s", run_dir, len(pairs), model_args.model_name_or_path)
-    resume_from = prepare_run_dir(run_dir, fingerprint(manifest.config), run.budget.resume)
-    tokenizer = load_tokenizer(model_args, args.trust_remote_code)
-    check_prompt_format(run.budget.prompt_format, tokenizer)
-    trainer = build_trainer(run, args, model_args, pairs, tokenizer)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    lora = bool(run.model.use_peft)
-    save_trained(trainer, run_dir, lora)
-    release(trainer)
-    merge = (model_args, args) if lora and run.budget.merge_lora else None
-    finish_run_dir(
-        run_dir,
-        manifest,
-        tokenizer=tokenizer,
-        merge=merge,
-        keep_checkpoints=run.budget.keep_checkpoints,
-    )
+    unit = Unit.of(run.budget, run_dir, manifest, model_args, args)
+    train_unit(unit, lambda tokenizer: build_trainer(run, args, model_args, pairs, tokenizer))
 
 
 def build_trainer(

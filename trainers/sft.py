@@ -16,14 +16,12 @@ Programmatic use: `run_sft(parse_args([...]))` trains every scale in-process and
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    # Run as a file: drop `trainers/` from the path so its modules (data, config...) cannot shadow
-    # top-level packages; the installed `trainers` package is imported instead.
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+if __name__ == "__main__" and not __package__:  # run as a file, e.g. by `accelerate launch`
+    from trainers.config import unshadow_script_dir
+
+    unshadow_script_dir(__file__)
 
 import copy
 import logging
@@ -33,19 +31,16 @@ from typing import Any
 
 from trainers.common import (
     BaseModel,
+    RunArguments,
+    Unit,
     check_one_unit_per_process,
-    check_prompt_format,
-    describe_base_model,
-    fingerprint,
-    finish_run_dir,
+    describe_run_base,
     load_model,
-    load_tokenizer,
     peft_config,
-    prepare_run_dir,
-    release,
-    save_trained,
+    run_seed,
     sft_records,
     snapshot,
+    train_unit,
     write_pointer_manifest,
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping, to_jsonable
@@ -59,23 +54,13 @@ USER_ERRORS = (ConfigError, TrainDataError, SubsetError)
 
 
 @dataclass
-class ScaleArguments:
-    """What to train on and where to write it (every other option is TRL's)."""
+class ScaleArguments(RunArguments):
+    """The data scales and the data (shared options: `RunArguments`; the rest is TRL's)."""
 
-    experiment: str = field(
-        default="default", metadata={"help": "Experiment name (runs/<experiment>/)."}
-    )
-    task: str = field(
-        default="gsm8k",
-        metadata={
-            "help": "Training task: gsm8k, multihop, coding, ifeval, facts100_documents, facts100_qa."
-        },
-    )
     scales: list[int] = field(
         default_factory=lambda: [0],
         metadata={"help": "Data scales N (numbers of training examples); 0 is the base model."},
     )
-    output_root: str = field(default="runs", metadata={"help": "Root of the run directories."})
     data_files: str | None = field(
         default=None,
         metadata={
@@ -85,44 +70,11 @@ class ScaleArguments:
     data_revision: str | None = field(
         default=None, metadata={"help": "Override the pinned hub revision of the task's data."}
     )
-    subset_seed: int | None = field(
-        default=None, metadata={"help": "Seed of the nested subsets (default: the training seed)."}
-    )
-    prompt_format: str = field(
-        default="plain",
-        metadata={
-            "help": "'plain': `Question: ...\\nAnswer:` + ` answer` + EOS (base models); 'chat': the "
-            "same prompt as the user turn of the tokenizer's chat template (chat models).",
-            "choices": ["plain", "chat"],
-        },
-    )
-    model_slug: str | None = field(
-        default=None, metadata={"help": "Folder name of the model (default: from its name)."}
-    )
-    model_family: str | None = field(
-        default=None, metadata={"help": "Model family for the analysis, e.g. 'llama-3'."}
-    )
-    model_size_b: float | None = field(
-        default=None, metadata={"help": "Size in billions of parameters (default: counted)."}
-    )
     scale_overrides: dict | str | None = field(
         default=None,
         metadata={
             "help": "Training options that depend on N, as {N: {option: value}}, e.g. "
             '\'{"100": {"num_train_epochs": 10}}\'. Everything else is identical at every N.'
-        },
-    )
-    merge_lora: bool = field(
-        default=True,
-        metadata={"help": "With LoRA, also save base+adapter merged (what vLLM/lm-eval serve)."},
-    )
-    keep_checkpoints: bool = field(
-        default=False, metadata={"help": "Keep the Trainer's intermediate checkpoint-* folders."}
-    )
-    resume: bool = field(
-        default=True,
-        metadata={
-            "help": "Resume an incomplete scale from its last checkpoint if the recipe is unchanged."
         },
     )
 
@@ -153,7 +105,7 @@ class SFTRun:
 
     @property
     def seed(self) -> int:
-        return self.scale.subset_seed if self.scale.subset_seed is not None else self.training.seed
+        return run_seed(self.scale, self.training)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SFTRun:
@@ -181,13 +133,7 @@ def scale_dir(run: SFTRun, base: BaseModel, n: int) -> Path:
 
 
 def describe_run_model(run: SFTRun) -> BaseModel:
-    return describe_base_model(
-        run.model,
-        trust_remote_code=run.training.trust_remote_code,
-        slug=run.scale.model_slug,
-        family=run.scale.model_family,
-        size_b=run.scale.model_size_b,
-    )
+    return describe_run_base(run.scale, run.model, run.training)
 
 
 def load_pool(run: SFTRun) -> Pool:
@@ -247,21 +193,8 @@ def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
         write_pointer_manifest(run_dir, manifest)
         return run_dir
     log.info("training %s on %d examples", run_dir, n)
-    resume_from = prepare_run_dir(run_dir, fingerprint(config), run.scale.resume)
-    tokenizer = load_tokenizer(run.model, run.training.trust_remote_code)
-    check_prompt_format(run.scale.prompt_format, tokenizer)
-    trainer = build_trainer(run, args, subset, tokenizer)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    save_trained(trainer, run_dir, lora)
-    release(trainer)
-    merge = (run.model, args) if lora and run.scale.merge_lora else None
-    finish_run_dir(
-        run_dir,
-        manifest,
-        tokenizer=tokenizer,
-        merge=merge,
-        keep_checkpoints=run.scale.keep_checkpoints,
-    )
+    unit = Unit.of(run.scale, run_dir, manifest, run.model, args)
+    train_unit(unit, lambda tokenizer: build_trainer(run, args, subset, tokenizer))
     return run_dir
 
 
