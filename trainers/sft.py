@@ -33,6 +33,7 @@ from trainers.common import (
     BaseModel,
     RunArguments,
     Unit,
+    barrier,
     check_one_unit_per_process,
     describe_run_base,
     load_model,
@@ -165,7 +166,11 @@ def run_sft(run: SFTRun) -> list[Path]:
 def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
     """Train scale `n` unless it is completed; return its run directory."""
     run_dir = scale_dir(run, base, n)
-    if is_completed(run_dir):
+    done = is_completed(run_dir)
+    # Every rank decides before rank 0 can mark this scale completed (n0 is marked at once):
+    # a rank that looked later would skip the unit's barriers and deadlock the others.
+    barrier()
+    if done:
         log.info("%s is completed; skipping", run_dir)
         return run_dir
     subset = select_subset(pool.examples, n, run.seed, pool_name=_pool_name(pool))
