@@ -88,5 +88,12 @@ def test_budget_errors(tiny_model_dir, tmp_path):
         dpo.run_dpo(dpo.parse_args([*argv, "--budgets", "10", "--sft_fractions", "0.5"]))
     with pytest.raises(SubsetError, match=r"N=49 is larger than the gsm8k preference pool"):
         dpo.run_dpo(dpo.parse_args([*argv, "--budgets", "49", "--sft_fractions", "0"]))
+    # B=40, r=0.5: 20 SFT examples leave 28 prompts for 20 pairs; B=60 does not fit, and the
+    # check fails before the (fitting) SFT stage n20 of the grid is trained
+    sft_yaml = write_sft_yaml(tmp_path / "sft.yaml")
+    grid = [*argv, "--sft_config", str(sft_yaml), "--budgets", "40", "60", "--sft_fractions", "0.5"]
+    with pytest.raises(SubsetError, match=r"N=30 is larger .* without the 30 prompts of the SFT"):
+        dpo.run_dpo(dpo.parse_args(grid))
+    assert not (tmp_path / "test").exists()
     with pytest.raises(ConfigError, match="budgets"):
         dpo.parse_args([*argv, "--budgets", "0"])

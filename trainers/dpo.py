@@ -212,9 +212,39 @@ def run_dpo(run: DPORun) -> list[Path]:
         pending_units(run, base, splits), run.training, hint="`--budgets 1000 --sft_fractions 0.5`"
     )
     cache = PoolCache()
+    for split in splits:  # fail on a budget too large for the data before training anything
+        if not is_completed(budget_dir(run, base, split)):
+            check_split(run, base, split, cache)
     return [
         run_budget(run, split.budget, split.fraction, base=base, cache=cache) for split in splits
     ]
+
+
+def check_split(run: DPORun, base: BaseModel, split: BudgetSplit, cache: PoolCache) -> None:
+    """Draw both subsets of `split` without training: a SubsetError if either pool is too small."""
+    stage = SFTStage()
+    if split.n_sft > 0:
+        stage_run = sft_stage_run(run, base)
+        pool = sft_pool(stage_run, cache)
+        stage.examples = select_subset(pool.examples, split.n_sft, stage_run.seed)
+    if split.n_dpo > 0:
+        preference_subset(run, preference_pool(run, cache), split, stage)
+
+
+def sft_pool(stage_run: sft.SFTRun, cache: PoolCache) -> Pool:
+    key = ("sft", stage_run.scale.task, stage_run.scale.data_files, stage_run.scale.data_revision)
+    return cache.get(key, lambda: sft.load_pool(stage_run))
+
+
+def preference_pool(run: DPORun, cache: PoolCache) -> Pool:
+    args = run.budget
+    key = ("pref", args.task, args.preference_data_files, args.preference_data_revision)
+    return cache.get(
+        key,
+        lambda: load_preference_pool(
+            args.task, args.preference_data_files, args.preference_data_revision
+        ),
+    )
 
 
 def pending_units(run: DPORun, base: BaseModel, splits: Sequence[BudgetSplit]) -> list[str]:
@@ -260,17 +290,7 @@ def run_budget(
         manifest.model_path, manifest.lora = sft_manifest["model_path"], sft_manifest["lora"]
         write_pointer_manifest(run_dir, manifest)
         return run_dir
-    pref_pool = cache.get(
-        (
-            "pref",
-            run.budget.task,
-            run.budget.preference_data_files,
-            run.budget.preference_data_revision,
-        ),
-        lambda: load_preference_pool(
-            run.budget.task, run.budget.preference_data_files, run.budget.preference_data_revision
-        ),
-    )
+    pref_pool = preference_pool(run, cache)
     pairs = preference_subset(run, pref_pool, split, stage)
     args = run_training_args(run, split, run_dir)
     model_args = start_model_args(run, stage)
@@ -285,8 +305,7 @@ def train_sft_stage(run: DPORun, base: BaseModel, split: BudgetSplit, cache: Poo
     if split.n_sft == 0:
         return SFTStage()
     stage_run = sft_stage_run(run, base)
-    key = ("sft", stage_run.scale.task, stage_run.scale.data_files, stage_run.scale.data_revision)
-    pool = cache.get(key, lambda: sft.load_pool(stage_run))
+    pool = sft_pool(stage_run, cache)
     run_dir = sft.scale_dir(stage_run, base, split.n_sft)
     if run.budget.only_stage == "dpo" and not is_completed(run_dir):
         raise ConfigError(f"{run_dir} (the SFT stage of {split.name}) is not trained yet")
