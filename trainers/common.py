@@ -118,6 +118,8 @@ def describe_base_model(
     if local.exists():
         name = os.path.abspath(local)  # absolute, but keeps the user's symlinks
     config = _model_config(name, revision, trust_remote_code)
+    if revision is not None:  # record the commit a branch name ("main") resolved to
+        revision = getattr(config, "_commit_hash", None) or revision
     return BaseModel(
         name=name,
         revision=revision,
