@@ -39,6 +39,7 @@ from trainers.common import (
     BaseModel,
     RunArguments,
     Unit,
+    barrier,
     check_one_unit_per_process,
     describe_run_base,
     load_model,
@@ -276,7 +277,9 @@ def run_budget(
     cache = cache or PoolCache()
     split = BudgetSplit.of(budget, fraction)
     run_dir = budget_dir(run, base, split)
-    if is_completed(run_dir):
+    done = is_completed(run_dir)
+    barrier()  # every rank decides before rank 0 can mark it completed (see sft.train_scale)
+    if done:
         log.info("%s is completed; skipping", run_dir)
         return run_dir
     stage = train_sft_stage(run, base, split, cache)
