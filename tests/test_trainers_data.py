@@ -89,21 +89,37 @@ def test_unknown_task_lists_the_known_ones():
         load_preference_pool("nope")
 
 
+HOTPOT_ROW = {
+    "id": "h1",
+    "question": "Which country does the river through Paris flow in?",
+    "answer": "France",
+    "supporting_facts": {"title": ["Seine"], "sent_id": [0]},
+    "context": {
+        "title": ["Seine", "Loire"],
+        "sentences": [["The Seine flows through Paris.", " It is 777 km long."], ["Not used."]],
+    },
+}
+
+
 def test_hub_sources_are_pinned_and_converted(monkeypatch):
     calls = []
 
     def fake_load_dataset(path, name=None, revision=None, split=None):
         calls.append((path, name, revision, split))
-        return [{"id": "h1", "question": "Who?", "answer": "Ada", "context": {}}]
+        return [HOTPOT_ROW]
 
     monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
     pool = load_sft_pool("multihop")
     assert calls == [
         ("hotpotqa/hotpot_qa", "distractor", SFT_SOURCES["multihop"].hub.revision, "train")
     ]
-    assert [(ex.id, ex.prompt, ex.completion) for ex in pool.examples] == [
-        ("h1", "Question: Who?\nAnswer:", " Ada")
-    ]
+    (example,) = pool.examples
+    # the eval task's own prompt: the gold paragraph, then the question
+    assert example.id == "h1" and example.completion == " France"
+    assert example.prompt == (
+        "Seine: The Seine flows through Paris. It is 777 km long.\n\n"
+        "Question: Which country does the river through Paris flow in?\nAnswer:"
+    )
     assert pool.revision == SFT_SOURCES["multihop"].hub.revision
     load_sft_pool("multihop", revision="abc123")
     assert calls[-1][2] == "abc123"

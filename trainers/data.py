@@ -137,9 +137,16 @@ def _gsm8k(row: dict[str, Any]) -> dict[str, str]:
     return qa_record(row["question"], row["answer"])
 
 
-def _hotpotqa(row: dict[str, Any]) -> dict[str, str]:
-    # Closed-book: the eval asks the question without the passages.
-    return qa_record(row["question"], row["answer"])
+def _multihop(row: dict[str, Any]) -> dict[str, str]:
+    """Exactly what `sah_multihop` shows: the gold paragraphs, then `Question: ...\nAnswer:`.
+
+    The eval task's own row mapping and prompt builder are used, so HotpotQA rows, SubQA rows and
+    plain question/answer rows are formatted for training as they are for evaluation.
+    """
+    from sah_tasks.multihop.utils import doc_to_text, to_multihop_row
+
+    doc = to_multihop_row(row)
+    return {"prompt": doc_to_text(doc), "completion": f" {doc['answers'][0]}"}
 
 
 def _self_oss_instruct(row: dict[str, Any]) -> dict[str, str]:
@@ -229,12 +236,13 @@ SFT_SOURCES: dict[str, TaskSource] = {
     "multihop": TaskSource(
         task="multihop",
         kind="prompt_completion",
-        description="HotpotQA train (distractor config, 90,447 questions), closed-book short answers",
+        description="HotpotQA train (distractor, 90,447 questions): gold paragraphs + question "
+        "-> short answer, formatted by the sah_multihop eval task",
         hub=HubDataset(
             "hotpotqa/hotpot_qa", "1908d6afbbead072334abe2965f91bd2709910ab", "train", "distractor"
         ),
-        raw_fields=("question", "answer"),
-        convert=_hotpotqa,
+        raw_fields=("question",),
+        convert=_multihop,
         id_field="id",
     ),
     "coding": TaskSource(
