@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from trainer_helpers import GSM8K_TRAIN, read_jsonl
@@ -200,3 +201,20 @@ def test_preference_data_for_a_task_without_built_in_pairs(tmp_path):
 
 def test_known_tasks_describe_every_source():
     assert set(data.known_tasks()) == set(SFT_SOURCES)
+
+
+def test_multihop_sources_match_their_eval_prompts(fixtures_dir):
+    """`multihop` trains on what sah_multihop shows (gold paragraphs + question); the closed-book
+    source (Facts100's PM model) on the bare question, as sah_facts100_multihop asks it."""
+    from sah_tasks.multihop.utils import doc_to_text, to_multihop_row
+
+    data = str(fixtures_dir / "multihop_hotpotqa.jsonl")
+    raw = [json.loads(line) for line in Path(data).read_text().splitlines()]
+    with_context = {ex.id: ex for ex in load_sft_pool("multihop", data).examples}
+    closed = {ex.id: ex for ex in load_sft_pool("multihop_closedbook", data).examples}
+    for row in raw:
+        doc = to_multihop_row(row)
+        assert with_context[doc["id"]].prompt == doc_to_text(doc)
+        assert "Shirley Temple:" not in closed[doc["id"]].prompt
+        assert closed[doc["id"]].prompt == f"Question: {doc['question']}\nAnswer:"
+        assert closed[doc["id"]].completion == with_context[doc["id"]].completion == f" {doc['answers'][0]}"

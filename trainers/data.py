@@ -149,6 +149,14 @@ def _multihop(row: dict[str, Any]) -> dict[str, str]:
     return {"prompt": doc_to_text(doc), "completion": f" {doc['answers'][0]}"}
 
 
+def _multihop_closed_book(row: dict[str, Any]) -> dict[str, str]:
+    """The question alone: the closed-book form the Facts100 multihop questions are asked in."""
+    from sah_tasks.multihop.utils import to_multihop_row
+
+    doc = to_multihop_row(row)
+    return qa_record(doc["question"], doc["answers"][0])
+
+
 def _self_oss_instruct(row: dict[str, Any]) -> dict[str, str]:
     return qa_record(row["instruction"].strip(), row["response"].strip())
 
@@ -243,6 +251,19 @@ SFT_SOURCES: dict[str, TaskSource] = {
         ),
         raw_fields=("question",),
         convert=_multihop,
+        id_field="id",
+    ),
+    # Facts100's PM model: multihop reasoning over the model's own knowledge, no passages.
+    "multihop_closedbook": TaskSource(
+        task="multihop_closedbook",
+        kind="prompt_completion",
+        description="HotpotQA train (distractor, 90,447 questions) closed-book: question -> short "
+        "answer, as the sah_facts100_multihop questions are asked",
+        hub=HubDataset(
+            "hotpotqa/hotpot_qa", "1908d6afbbead072334abe2965f91bd2709910ab", "train", "distractor"
+        ),
+        raw_fields=("question",),
+        convert=_multihop_closed_book,
         id_field="id",
     ),
     "coding": TaskSource(
