@@ -36,7 +36,9 @@ def item_weights(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndar
     """Multiplicity of each item in each resample, shape (n_boot, n_items)."""
     idx = rng.integers(0, n_items, size=(n_boot, n_items))
     idx += (np.arange(n_boot) * n_items)[:, None]
-    return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
+    return (
+        np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
+    )
 
 
 def resample_scores(curve: Curve, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -70,21 +70,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--ci", type=_level, default=0.90, help="interval level (default 0.90)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--metric", action="append", default=[], metavar="TASK=METRIC[,FILTER]",
-                   help="primary metric for an eval task (repeatable; TASK may be a glob)")
-    p.add_argument("--targets", type=_targets, default=(0.5, 0.75),
-                   help="scores for 'examples needed' (default 0.5,0.75)")
-    p.add_argument("--error-tasks", default="*gsm8k*",
-                   help="eval tasks (glob) whose samples get the error taxonomy (default *gsm8k*)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="TASK=METRIC[,FILTER]",
+        help="primary metric for an eval task (repeatable; TASK may be a glob)",
+    )
+    p.add_argument(
+        "--targets",
+        type=_targets,
+        default=(0.5, 0.75),
+        help="scores for 'examples needed' (default 0.5,0.75)",
+    )
+    p.add_argument(
+        "--error-tasks",
+        default="*gsm8k*",
+        help="eval tasks (glob) whose samples get the error taxonomy (default *gsm8k*)",
+    )
     p.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first malformed/missing/partial file instead of warning")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first malformed/missing/partial file instead of warning",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     j = p.add_argument_group("LLM judge (optional, any OpenAI-compatible endpoint)")
     j.add_argument("--judge-url", help="e.g. http://localhost:8000/v1 (vllm serve)")
     j.add_argument("--judge-model", help="model name the endpoint serves")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the API key, if one is needed")
+    j.add_argument(
+        "--judge-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key, if one is needed",
+    )
     j.add_argument("--judge-workers", type=int, default=4, help="parallel requests (default 4)")
     j.add_argument("--judge-cache", type=Path, help="reply cache (default OUT/judge_cache)")
     return p  # fmt: skip
@@ -122,7 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir, opt = options_from_args(args)
         out = analyse(run_dir, opt)
-    except (OptionError, MetricError, ResultsError, RunLayoutError, FitError, JudgeError, OSError) as e:
+    except (
+        OptionError,
+        MetricError,
+        ResultsError,
+        RunLayoutError,
+        FitError,
+        JudgeError,
+        OSError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"analysed {out.run.table['checkpoint'].nunique()} checkpoints, "

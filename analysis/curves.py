@@ -76,7 +76,9 @@ def select_primary(table: pd.DataFrame, overrides: dict[str, MetricKey] | None) 
     """Rows of each eval task's primary metric (see analysis/metrics.py)."""
     keep = []
     for task, rows in table.groupby("eval_task", sort=True):
-        available = sorted({MetricKey(m, f) for m, f in zip(rows["metric"], rows["filter"], strict=True)}, key=str)
+        available = sorted(
+            {MetricKey(m, f) for m, f in zip(rows["metric"], rows["filter"], strict=True)}, key=str
+        )
         key = primary_metric(str(task), available, overrides)
         if key is not None:
             keep.append(rows[(rows["metric"] == key.metric) & (rows["filter"] == key.filter)])

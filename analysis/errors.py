@@ -119,7 +119,11 @@ def categorise(response: str, strict_answer: str | None = None) -> set[str]:
     when available so the check is exactly the one that scored the response.
     """
     found = set()
-    no_answer = strict_answer == "[invalid]" if strict_answer is not None else not has_final_answer(response)
+    no_answer = (
+        strict_answer == "[invalid]"
+        if strict_answer is not None
+        else not has_final_answer(response)
+    )
     if no_answer:
         found.add("format")
     if arithmetic_errors(response):
@@ -175,7 +179,10 @@ def apply_judge(graded: list[Graded], judge: Judge, desc: str) -> int:
 
 
 def error_counts(
-    run: RunData, judge: Judge | None = None, tasks: str = "*gsm8k*", filter_name: str = "strict-match"
+    run: RunData,
+    judge: Judge | None = None,
+    tasks: str = "*gsm8k*",
+    filter_name: str = "strict-match",
 ) -> pd.DataFrame:
     """Counts per category per checkpoint for every eval task matching `tasks` with samples."""
     rows = []

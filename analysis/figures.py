@@ -85,8 +85,9 @@ def series_styles(names: Sequence[object]) -> dict[object, SeriesStyle]:
     """A fixed style per name (sorted), so one model looks the same in every figure."""
     ordered = sorted(set(names), key=_natural)
     return {
-        name: SeriesStyle(COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)],
-                          LINESTYLES[i % len(LINESTYLES)])  # fmt: skip
+        name: SeriesStyle(
+            COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)]
+        )  # fmt: skip
         for i, name in enumerate(ordered)
     }
 
@@ -111,7 +112,9 @@ def _log_x(ax: plt.Axes, label: str, values: Sequence[float] = ()) -> None:
 
 def _legend_outside(ax: plt.Axes, handles: list | None = None) -> None:
     kwargs = {"handles": handles} if handles is not None else {}
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0, **kwargs)
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0, **kwargs
+    )
 
 
 def _yerr(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -142,7 +145,9 @@ def scaling_figure(fits: list[CurveFit], title: str, ylabel: str, series: dict[s
             s_lo, s_hi = interval(cf.power_boot.slope, cf.level)
             label = f"{name}: 1/b = {_fmt_ci(slope, s_lo, s_hi)}"
             xs = np.geomspace(c.x[mask].min() / 1.3, c.x[mask].max() * 1.3, 120)
-            band = np.nanpercentile(cf.power_boot.predict(xs), [50 * (1 - cf.level), 50 * (1 + cf.level)], axis=0)
+            band = np.nanpercentile(
+                cf.power_boot.predict(xs), [50 * (1 - cf.level), 50 * (1 + cf.level)], axis=0
+            )
             ax.fill_between(xs, band[0], band[1], color=st.colour, alpha=0.12, linewidth=0)
             ax.plot(xs, cf.power.predict(xs)[0], color=st.colour, linestyle=st.linestyle)
         ax.errorbar(c.x[mask], c.value[mask], yerr=_yerr(c.value[mask], lo[mask], hi[mask]),
@@ -224,7 +229,9 @@ def errors_figure(counts: pd.DataFrame, title: str) -> Figure:
 
 
 def slug(*parts: object) -> str:
-    return "_".join(re.sub(r"[^\w.-]+", "-", str(p)).strip("-") for p in parts if p not in (None, ""))
+    return "_".join(
+        re.sub(r"[^\w.-]+", "-", str(p)).strip("-") for p in parts if p not in (None, "")
+    )
 
 
 def save(fig: Figure, folder: Path, stem: str, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -235,7 +242,9 @@ def save(fig: Figure, folder: Path, stem: str, formats: Sequence[str] = FORMATS)
         # no creation date in the PDF/PNG, so re-running gives byte-identical files
         meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
         # constrained layout already makes room for the outside legend: no bbox_inches="tight"
-        out.append(write_atomic(path, lambda tmp, f=fmt, m=meta: fig.savefig(tmp, format=f, metadata=m)))
+        out.append(
+            write_atomic(path, lambda tmp, f=fmt, m=meta: fig.savefig(tmp, format=f, metadata=m))
+        )
     plt.close(fig)
     return out
 
@@ -261,7 +270,9 @@ def text_overlaps(fig: Figure) -> list[tuple[str, str]]:
     """Pairs of drawn texts whose rendered boxes overlap (labels, tick labels, legend, titles)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    boxes = [(t.get_text(), t.get_window_extent(renderer).shrunk(0.98, 0.9)) for t in _drawn_texts(fig)]
+    boxes = [
+        (t.get_text(), t.get_window_extent(renderer).shrunk(0.98, 0.9)) for t in _drawn_texts(fig)
+    ]
     return [
         (a, b)
         for i, (a, box_a) in enumerate(boxes)

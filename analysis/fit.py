@@ -140,11 +140,19 @@ def _profile(k: int, sz, szz, sy, syy, szy) -> tuple[np.ndarray, np.ndarray, np.
     best_e, best_a, best = e_a0, zero, sse(e_a0, zero)  # A = 0
     cand = sse(zero, zero + a_e0)  # E = 0
     better = cand < best
-    best_e, best_a, best = np.where(better, 0.0, best_e), np.where(better, a_e0, best_a), np.minimum(cand, best)
+    best_e, best_a, best = (
+        np.where(better, 0.0, best_e),
+        np.where(better, a_e0, best_a),
+        np.minimum(cand, best),
+    )
     free_ok = (e_free >= 0) & (a_free >= 0)
     cand = np.where(free_ok, sse(e_free, a_free), np.inf)
     better = cand < best
-    return np.where(better, e_free, best_e), np.where(better, a_free, best_a), np.minimum(cand, best)
+    return (
+        np.where(better, e_free, best_e),
+        np.where(better, a_free, best_a),
+        np.minimum(cand, best),
+    )
 
 
 def _sums(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:

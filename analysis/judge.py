@@ -120,7 +120,9 @@ class Judge:
         self._lock = threading.Lock()
 
     def _cache_path(self, body: dict[str, Any]) -> Path:
-        prompt_sha = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
+        prompt_sha = hashlib.sha256(
+            json.dumps(body["messages"], sort_keys=True).encode()
+        ).hexdigest()
         key = hashlib.sha256(f"{self.config.model}\n{prompt_sha}".encode()).hexdigest()
         return self.config.cache_dir / key[:2] / f"{key}.json"
 
@@ -144,7 +146,9 @@ class Judge:
             except urllib.error.HTTPError as e:
                 if e.code not in _RETRY_STATUS or attempt == self.config.retries:
                     detail = e.read().decode("utf-8", "replace")[:300]
-                    raise JudgeError(f"judge endpoint {self.url} answered HTTP {e.code}: {detail}") from None
+                    raise JudgeError(
+                        f"judge endpoint {self.url} answered HTTP {e.code}: {detail}"
+                    ) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 if attempt == self.config.retries:
                     raise JudgeError(f"judge endpoint {self.url} unreachable: {e}") from None

@@ -99,7 +99,9 @@ def _draw_scaling(out: Outputs, folder: Path, opt: Options) -> None:
         k = cf.curve.key
         by_group.setdefault((k["experiment"], k["task"], k["eval_task"]), []).append(cf)
     for (_, task, eval_task), fits in sorted(by_group.items()):
-        rows = out.points_df[(out.points_df["eval_task"] == eval_task) & (out.points_df["task"] == task)]
+        rows = out.points_df[
+            (out.points_df["eval_task"] == eval_task) & (out.points_df["task"] == task)
+        ]
         series = {cf.curve.label: str(cf.curve.key["model"]) for cf in fits}
         fig = fg.scaling_figure(fits, f"{eval_task} (trained on {task})", _ylabel(rows), series)
         stem = _group_stem("fig1_scaling", out.run, rows, eval_task)
@@ -125,8 +127,14 @@ def _draw_sizes(out: Outputs, folder: Path, opt: Options) -> None:
         title = f"{g['family']}: {g['eval_task']} vs model size"
         return fg.size_figure(rows, title, _ylabel(rows)), (g["family"], g["eval_task"])
 
-    pts = out.points_df.dropna(subset=["family", "size_b"]) if not out.points_df.empty else out.points_df
-    _draw_each(out, folder, opt, pts, "fig2_size", ["experiment", "family", "task", "eval_task"], make)
+    pts = (
+        out.points_df.dropna(subset=["family", "size_b"])
+        if not out.points_df.empty
+        else out.points_df
+    )
+    _draw_each(
+        out, folder, opt, pts, "fig2_size", ["experiment", "family", "task", "eval_task"], make
+    )
 
 
 def _draw_errors(out: Outputs, folder: Path, opt: Options) -> None:
@@ -135,7 +143,9 @@ def _draw_errors(out: Outputs, folder: Path, opt: Options) -> None:
         return fg.errors_figure(rows, title), (g["model"], g["eval_task"])
 
     scale = out.errors_df[out.errors_df["budget"].isna()]
-    _draw_each(out, folder, opt, scale, "fig3_errors", ["experiment", "model", "task", "eval_task"], make)
+    _draw_each(
+        out, folder, opt, scale, "fig3_errors", ["experiment", "model", "task", "eval_task"], make
+    )
 
 
 def _draw_budget(out: Outputs, folder: Path, opt: Options) -> None:

@@ -33,7 +33,9 @@ def _headline(fits: pd.DataFrame) -> list[str]:
                 f"R² = {r['r2']:.3f}, {int(r['n_points'])} scales N > 0"
             )
         else:
-            lines.append(f"- **{r['model']}** on {r['eval_task']}: no power-law fit ({r.get('note', '')})")
+            lines.append(
+                f"- **{r['model']}** on {r['eval_task']}: no power-law fit ({r.get('note', '')})"
+            )
     return lines
 
 
@@ -56,7 +58,11 @@ def write_report(out: Outputs, opt: Options) -> Path:
         f"Intervals are {level} percentile intervals from {opt.n_boot} resamples "
         f"({method}); seed {opt.seed}. Primary metrics: defaults "
         f"{', '.join(f'{p} → {k}' for p, k in PRIMARY_METRICS)}"
-        + (f"; overridden: {', '.join(f'{t} → {k}' for t, k in opt.metrics.items())}" if opt.metrics else "")
+        + (
+            f"; overridden: {', '.join(f'{t} → {k}' for t, k in opt.metrics.items())}"
+            if opt.metrics
+            else ""
+        )
         + ". How each number is computed: docs/analysis.md.",
         "",
         "## Scaling exponents (P = a·N^(1/b), least squares in log-log over N > 0)",
@@ -71,7 +77,9 @@ def write_report(out: Outputs, opt: Options) -> Path:
     lines += _section("Scores", tb.scores_table(out.points_df))
     lines += _section("Examples needed to reach a target score", tb.inverse_table(out.inverse_df),
                       "Extrapolated = beyond the largest N measured; treat with care.")  # fmt: skip
-    lines += _section("Budget split (SFT fraction r of budget B, then DPO)", tb.budget_table(out.budget_df))
+    lines += _section(
+        "Budget split (SFT fraction r of budget B, then DPO)", tb.budget_table(out.budget_df)
+    )
     judged = f"LLM judge {opt.judge.model} at {opt.judge.url}" if opt.judge else "no LLM judge"
     lines += _section("Error taxonomy", tb.errors_table(out.errors_df),
                       f"Wrong responses (strict-match) per category; one response can be in several. "
@@ -82,7 +90,12 @@ def write_report(out: Outputs, opt: Options) -> Path:
         png = next((p for p in paths if p.suffix == ".png"), paths[0])
         lines += [f"### {stem}", "", f"![{stem}]({_rel(png, root)})", ""]
     if out.facts100:
-        lines += ["## Facts100", "", *[f"- [{_rel(p, root)}]({_rel(p, root)})" for p in out.facts100], ""]
+        lines += [
+            "## Facts100",
+            "",
+            *[f"- [{_rel(p, root)}]({_rel(p, root)})" for p in out.facts100],
+            "",
+        ]
     lines += ["## Files", "", *[f"- {_rel(p, root)}" for p in out.tables],
               "- fits.csv, points.csv, results.csv, errors.csv", ""]  # fmt: skip
     if run.warnings:

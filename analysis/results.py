@@ -192,13 +192,17 @@ def _attach_samples(
     reader: _Reader, ckpt: Checkpoint, task: str, results_path: Path, rows: list[dict[str, Any]]
 ) -> None:
     date_id = _RESULTS_NAME.match(results_path.name)
-    samples_path = results_path.with_name(f"samples_{task}_{date_id['date_id'] if date_id else ''}.jsonl")
+    samples_path = results_path.with_name(
+        f"samples_{task}_{date_id['date_id'] if date_id else ''}.jsonl"
+    )
     if not samples_path.is_file():
         return
     try:
         scores = read_samples(samples_path)
     except (OSError, UnicodeDecodeError, ResultsError) as e:
-        reader.warn(f"{samples_path}: per-item scores unusable ({e}); intervals fall back to stderr")
+        reader.warn(
+            f"{samples_path}: per-item scores unusable ({e}); intervals fall back to stderr"
+        )
         return
     assert reader.data is not None
     reader.data.samples_files[(ckpt.checkpoint, task)] = samples_path
@@ -267,7 +271,9 @@ def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -
             f"{run_dir}: no lm-eval results found (expected <checkpoint>/eval/<eval_task>/"
             "**/results_*.json)"
         )
-    for ckpt_dir, files in tqdm(sorted(by_ckpt.items()), desc="reading results", disable=not progress):
+    for ckpt_dir, files in tqdm(
+        sorted(by_ckpt.items()), desc="reading results", disable=not progress
+    ):
         try:
             ckpt, notes = read_checkpoint(ckpt_dir, run_dir)
         except RunLayoutError as e:
@@ -283,12 +289,24 @@ def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -
     for col in ("size_b", "sft_fraction", "value", "stderr"):
         table[col] = table[col].astype(float)
     reader.data.table = table.sort_values(
-        ["experiment", "model", "task", "eval_task", "metric", "filter", "budget", "sft_fraction", "n"],
+        [
+            "experiment",
+            "model",
+            "task",
+            "eval_task",
+            "metric",
+            "filter",
+            "budget",
+            "sft_fraction",
+            "n",
+        ],
         na_position="first",
     ).reset_index(drop=True)
-    for row in reader.data.table[reader.data.table["partial"]].drop_duplicates(
-        ["checkpoint", "eval_task"]
-    ).itertuples():
+    for row in (
+        reader.data.table[reader.data.table["partial"]]
+        .drop_duplicates(["checkpoint", "eval_task"])
+        .itertuples()
+    ):
         reader.warn(
             f"{row.results_file}: partial run of {row.eval_task} ({row.n_items} of "
             f"{row.n_items_total} items, e.g. --limit)"

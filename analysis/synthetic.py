@@ -139,7 +139,11 @@ def _other_samples(
             inst_loose = [True] * k if loose else inst
             metrics = {"prompt_level_strict_acc": hit, "inst_level_strict_acc": inst,
                        "prompt_level_loose_acc": loose, "inst_level_loose_acc": inst_loose}  # fmt: skip
-            doc = {"key": i, "prompt": f"Write {k} sentences about item {i}.", "instruction_id_list": []}
+            doc = {
+                "key": i,
+                "prompt": f"Write {k} sentences about item {i}.",
+                "instruction_id_list": [],
+            }
         elif kind == "qa":
             f1 = 1.0 if hit else float(rng.choice([0.0, rng.uniform(0.1, 0.8)]))
             metrics = {"exact_match": float(hit), "f1": f1}
@@ -209,19 +213,42 @@ def write_eval(
     folder = ckpt_dir / "eval" / eval_task / sanitized
     limit = None if n_total is None or n_total == n_docs else n_docs
     results = {
-        "results": {eval_task: {"name": eval_task, "alias": eval_task, "sample_len": n_docs,
-                                **_aggregate(lines)}},  # fmt: skip
+        "results": {
+            eval_task: {
+                "name": eval_task,
+                "alias": eval_task,
+                "sample_len": n_docs,
+                **_aggregate(lines),
+            }
+        },  # fmt: skip
         "group_subtasks": {eval_task: []},
-        "configs": {eval_task: {"task": eval_task, "output_type": "generate_until",
-                                "num_fewshot": 0, "metadata": {"version": 1.0}}},  # fmt: skip
+        "configs": {
+            eval_task: {
+                "task": eval_task,
+                "output_type": "generate_until",
+                "num_fewshot": 0,
+                "metadata": {"version": 1.0},
+            }
+        },  # fmt: skip
         "versions": {eval_task: 1.0},
         "n-shot": {eval_task: 0},
         "higher_is_better": {eval_task: {m: True for m in lines[0]["metrics"]}},
         "n-samples": {eval_task: {"original": n_total or n_docs, "effective": n_docs}},
-        "config": {"model": "hf", "model_args": f"pretrained={model_name}", "batch_size": "auto",
-                   "batch_sizes": [], "device": "cpu", "use_cache": None, "limit": limit,
-                   "bootstrap_iters": 100000, "gen_kwargs": None, "random_seed": 0,
-                   "numpy_seed": 1234, "torch_seed": 1234, "fewshot_seed": 1234},  # fmt: skip
+        "config": {
+            "model": "hf",
+            "model_args": f"pretrained={model_name}",
+            "batch_size": "auto",
+            "batch_sizes": [],
+            "device": "cpu",
+            "use_cache": None,
+            "limit": limit,
+            "bootstrap_iters": 100000,
+            "gen_kwargs": None,
+            "random_seed": 0,
+            "numpy_seed": 1234,
+            "torch_seed": 1234,
+            "fewshot_seed": 1234,
+        },  # fmt: skip
         "git_hash": None,
         "date": datetime.strptime(date_id[:19], "%Y-%m-%dT%H-%M-%S").timestamp(),
         "task_hashes": {eval_task: _hash([line["doc_hash"] for line in lines])},
@@ -263,8 +290,11 @@ def item_lines(spec: EvalTaskSpec, p: float, n_items: int, n: int, seed: int) ->
 
 def default_law(model_index: int, eval_task: str) -> Law:
     """Different but known laws per model: larger prefactor and exponent for later models."""
-    return Law(prefactor=0.05 + 0.01 * model_index, exponent=0.22 + 0.02 * model_index,
-               baseline=0.03 + 0.03 * model_index)
+    return Law(
+        prefactor=0.05 + 0.01 * model_index,
+        exponent=0.22 + 0.02 * model_index,
+        baseline=0.03 + 0.03 * model_index,
+    )
 
 
 def make_synthetic_run(

@@ -70,7 +70,9 @@ def _wide(points: pd.DataFrame, index: list[str], x: str, name: str) -> pd.DataF
     """One row per `index`, one column `name=<x>` per x value; cells `value [lo, hi]`."""
     if points.empty:
         return pd.DataFrame()
-    cells = [ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"], points["hi"], strict=True)]
+    cells = [
+        ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"], points["hi"], strict=True)
+    ]
     pts = points.assign(cell=cells, x=points[x].astype(int))
     wide = pts.pivot_table(index=index, columns="x", values="cell", aggfunc="first")
     wide.columns = [f"{name}={c}" for c in wide.columns]
@@ -84,8 +86,13 @@ def scores_table(points: pd.DataFrame) -> pd.DataFrame:
 
 def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
     """The fitted parameters with their intervals, one row per curve."""
+
     def get(row: pd.Series, name: str) -> str:
-        return ci(row.get(name, math.nan), row.get(f"{name}_lo", math.nan), row.get(f"{name}_hi", math.nan))
+        return ci(
+            row.get(name, math.nan),
+            row.get(f"{name}_lo", math.nan),
+            row.get(f"{name}_hi", math.nan),
+        )
 
     rows = []
     for _, r in fits.iterrows():
@@ -116,5 +123,15 @@ def budget_table(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def errors_table(counts: pd.DataFrame) -> pd.DataFrame:
-    cols = ["model", "eval_task", "n", "responses", "incorrect", "format", "arithmetic", "reasoning", "other"]
+    cols = [
+        "model",
+        "eval_task",
+        "n",
+        "responses",
+        "incorrect",
+        "format",
+        "arithmetic",
+        "reasoning",
+        "other",
+    ]
     return counts[counts["budget"].isna()][cols].sort_values(["model", "eval_task", "n"])

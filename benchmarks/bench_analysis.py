@@ -101,8 +101,12 @@ def main() -> None:
         naive = (time.perf_counter() - t0) * len(curves) / k
 
     print(f"curves: {len(curves)}, resamples: {args.n_boot}")
-    print(f"whole `python -m analysis` (read, fit, taxonomy, figures, tables, report): {whole:8.1f} s")
-    print(f"vectorised fits + intervals alone (in-process):                           {vectorised:8.1f} s")
+    print(
+        f"whole `python -m analysis` (read, fit, taxonomy, figures, tables, report): {whole:8.1f} s"
+    )
+    print(
+        f"vectorised fits + intervals alone (in-process):                           {vectorised:8.1f} s"
+    )
     scaled = "" if k == len(curves) else f" (timed on {k} curves, scaled to {len(curves)})"
     print(f"naive per-resample refit loop, fits only{scaled}: {naive:8.1f} s")
     print(f"ratio naive loop / whole analysis:  {naive / whole:6.1f}x")

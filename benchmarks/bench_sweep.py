@@ -55,7 +55,9 @@ def timed(cmds: list[list[str]]) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoints", type=int, default=4)
     p.add_argument("--limit", type=int, default=4)
     args = p.parse_args()
@@ -74,9 +76,13 @@ def main() -> None:
     units = args.checkpoints * len(TASKS)
     t_sweep = timed(sweep)
     t_naive = timed(naive)
-    print(f"units: {args.checkpoints} checkpoints x {len(TASKS)} tasks = {units}, --limit {args.limit}")
+    print(
+        f"units: {args.checkpoints} checkpoints x {len(TASKS)} tasks = {units}, --limit {args.limit}"
+    )
     print(f"sah-eval sweep (1 process):        {t_sweep:7.1f} s  ({t_sweep / units:.1f} s/unit)")
-    print(f"lm_eval per unit ({units} processes):   {t_naive:7.1f} s  ({t_naive / units:.1f} s/unit)")
+    print(
+        f"lm_eval per unit ({units} processes):   {t_naive:7.1f} s  ({t_naive / units:.1f} s/unit)"
+    )
     print(f"speed-up (naive / sweep):          {t_naive / t_sweep:7.2f}x")
     shutil.rmtree(root, ignore_errors=True)
 

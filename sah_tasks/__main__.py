@@ -1,6 +1,6 @@
 """`python -m sah_tasks path` prints the task folder, for `lm_eval --include_path`.
 
-    lm_eval --include_path "$(python -m sah_tasks path)" --tasks 'sah_*' ...
+lm_eval --include_path "$(python -m sah_tasks path)" --tasks 'sah_*' ...
 """
 
 from __future__ import annotations

@@ -92,7 +92,9 @@ def accuracy_table(run_dir: Path) -> list[tuple[int, float, float]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sah_tasks.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("demo_runs"), help="where everything is written")
+    p.add_argument(
+        "--out", type=Path, default=Path("demo_runs"), help="where everything is written"
+    )
     p.add_argument("--scales", type=int, nargs="+", default=[0, 16, 64, 256, 1024])
     p.add_argument("--pretrain_steps", type=int, default=150)
     p.add_argument("--epochs", type=int, default=3, help="SFT epochs at every scale")

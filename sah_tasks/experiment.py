@@ -90,7 +90,9 @@ def _build(cls, raw: Any, where: str):
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ExperimentError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        raise ExperimentError(
+            f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}"
+        )
     try:
         return cls(**raw)
     except TypeError as e:
@@ -107,7 +109,10 @@ def load_experiment(path: Path) -> Experiment:
     if not isinstance(raw, dict) or "experiment" not in raw:
         raise ExperimentError(f"{path}: expected a mapping with at least 'experiment'")
     raw = dict(raw)
-    train = [_build(TrainStep, t, f"{path}: train[{i}]") for i, t in enumerate(raw.pop("train", []) or [])]
+    train = [
+        _build(TrainStep, t, f"{path}: train[{i}]")
+        for i, t in enumerate(raw.pop("train", []) or [])
+    ]
     for i, step in enumerate(train):
         if step.script not in TRAINER_SCRIPTS:
             raise ExperimentError(f"{path}: train[{i}].script {step.script!r}: expected sft or dpo")
@@ -180,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) an experiment from its YAML")
     run.add_argument("config", type=Path, help="experiment YAML (see docs/reproduce.md)")
-    run.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
-    run.add_argument("--dry_run", action="store_true", help="print the commands without running them")
+    run.add_argument(
+        "--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES)
+    )
+    run.add_argument(
+        "--dry_run", action="store_true", help="print the commands without running them"
+    )
     args = parser.parse_args(argv)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     bad = [s for s in stages if s not in STAGES]

@@ -404,11 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="model dtype (e.g. bfloat16, float32)")
     p.add_argument("--device", default=None, help="hf backend device (cpu, cuda:0)")
     p.add_argument("--batch_size", default="auto")
-    p.add_argument("--limit", type=float, default=None, help="items per task (debugging; flagged partial by analysis)")
+    p.add_argument(
+        "--limit",
+        type=float,
+        default=None,
+        help="items per task (debugging; flagged partial by analysis)",
+    )
     p.add_argument("--gen_kwargs", default=None, help="generation overrides, e.g. max_gen_toks=256")
     p.add_argument("--apply_chat_template", action="store_true", help="for chat models")
     p.add_argument("--confirm_run_unsafe_code", action="store_true", help="needed by coding tasks")
-    p.add_argument("--checkpoints", default=None, help="only checkpoints whose path under RUN_DIR matches this glob, e.g. '*/gsm8k/*'")
+    p.add_argument(
+        "--checkpoints",
+        default=None,
+        help="only checkpoints whose path under RUN_DIR matches this glob, e.g. '*/gsm8k/*'",
+    )
     p.add_argument("--shard", default=None, help="i/n: take this process's share of the units")
     p.add_argument("--ray", action="store_true", help="run checkpoints as Ray tasks on a cluster")
     p.add_argument("--dry_run", action="store_true", help="list the units and exit")
@@ -431,7 +440,12 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     if args.dtype:
         extra.append(f"dtype={args.dtype}")
     if args.backend == "vllm":
-        for name in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len"):
+        for name in (
+            "tensor_parallel_size",
+            "data_parallel_size",
+            "gpu_memory_utilization",
+            "max_model_len",
+        ):
             if getattr(args, name) is not None:
                 extra.append(f"{name}={getattr(args, name)}")
         if args.enable_prefix_caching:
@@ -451,7 +465,9 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         from sah_tasks.cli import install_task_path
 
@@ -465,7 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"sah-eval sweep: error: {e}", file=sys.stderr)
         return 2
-    log.info("%d units in shard %d/%d (%d already done)", len(units), index, count, sum(u.done for u in units))
+    log.info(
+        "%d units in shard %d/%d (%d already done)",
+        len(units),
+        index,
+        count,
+        sum(u.done for u in units),
+    )
     if args.dry_run:
         for u in units:
             print(f"{'done' if u.done else 'todo'}\t{u.checkpoint.rel}\t{u.task}")

@@ -86,5 +86,7 @@ def write_jsonl(problems: list[Problem], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for i, p in enumerate(problems):
-            f.write(json.dumps({"id": f"syn-{i}", "question": p.question, "answer": p.answer}) + "\n")
+            f.write(
+                json.dumps({"id": f"syn-{i}", "question": p.question, "answer": p.answer}) + "\n"
+            )
     return path

@@ -91,7 +91,9 @@ def test_judge_wire_format_retry_and_cache(tmp_path):
         next((tmp_path / "cache").rglob("*.json")).write_text("{truncated")
         healed = Judge(config)
         assert healed.verdicts(cases) == [True, False] and healed.calls == 1  # re-asked, once
-        other_model = Judge(JudgeConfig(url=stub.url, model="judge-70b", cache_dir=tmp_path / "cache"))
+        other_model = Judge(
+            JudgeConfig(url=stub.url, model="judge-70b", cache_dir=tmp_path / "cache")
+        )
         other_model.verdicts(cases[:1])
         assert other_model.calls == 1  # the cache is keyed by the judge model too
 
@@ -105,11 +107,17 @@ def test_judge_unreachable_is_a_clear_error(tmp_path):
 
 
 def test_error_counts_per_checkpoint_with_and_without_judge(tmp_path):
-    write_gsm8k_checkpoint(tmp_path, 0, ["no_final_answer", "no_final_answer", "arithmetic", "correct"])
-    write_gsm8k_checkpoint(tmp_path, 100, ["reasoning", "arithmetic_and_format", "correct", "correct"])
+    write_gsm8k_checkpoint(
+        tmp_path, 0, ["no_final_answer", "no_final_answer", "arithmetic", "correct"]
+    )
+    write_gsm8k_checkpoint(
+        tmp_path, 100, ["reasoning", "arithmetic_and_format", "correct", "correct"]
+    )
     run = load_run(tmp_path / "exp", progress=False)
     plain = error_counts(run).set_index("n")
-    assert plain.loc[0, ["responses", "correct", "format", "arithmetic", "reasoning", "other"]].tolist() == [4, 1, 2, 1, 0, 0]
+    assert plain.loc[
+        0, ["responses", "correct", "format", "arithmetic", "reasoning", "other"]
+    ].tolist() == [4, 1, 2, 1, 0, 0]
     assert plain.loc[100, ["format", "arithmetic", "reasoning", "other"]].tolist() == [1, 1, 0, 1]
     with StubJudge() as stub:
         judge = Judge(JudgeConfig(url=stub.url, model="m", cache_dir=tmp_path / "cache"))

@@ -70,7 +70,9 @@ def test_fits_table_recovers_the_synthetic_laws(analysed):
     fits = pd.read_csv(analysed.run.run_dir / "analysis" / "fits.csv")
     assert len(fits) == len(MODELS) * len(TASKS)
     for _, row in fits.iterrows():
-        law = Law(0.05 + 0.01 * MODELS.index(row["model"]), 0.22 + 0.02 * MODELS.index(row["model"]))
+        law = Law(
+            0.05 + 0.01 * MODELS.index(row["model"]), 0.22 + 0.02 * MODELS.index(row["model"])
+        )
         assert row["inv_b_lo"] < row["inv_b"] < row["inv_b_hi"]
         assert abs(row["inv_b"] - law.exponent) < 0.08  # 200 items per point: noisy but close
         assert row["ci_method"] == "item bootstrap, paired across N"
@@ -124,7 +126,9 @@ def test_size_budget_and_error_figure_objects(analysed):
         budget = fg.budget_figure(analysed.budget_df[(analysed.budget_df["eval_task"] == "sah_gsm8k")
                                   & (analysed.budget_df["model"] == "llama-3-8b")], "b", "acc")  # fmt: skip
         errs = analysed.errors_df
-        errors = fg.errors_figure(errs[(errs["model"] == "llama-3-8b") & errs["budget"].isna()], "e")
+        errors = fg.errors_figure(
+            errs[(errs["model"] == "llama-3-8b") & errs["budget"].isna()], "e"
+        )
     ax = size.axes[0]
     assert ax.get_xscale() == "log" and "model size" in ax.get_xlabel()
     assert len(ax.containers) == pts["n"].nunique()
@@ -133,7 +137,9 @@ def test_size_budget_and_error_figure_objects(analysed):
     ax = budget.axes[0]
     assert ax.get_xscale() == "log" and len(ax.containers) == 2
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "SFT fraction r = 0.5", "SFT fraction r = 1"]
+        "SFT fraction r = 0.5",
+        "SFT fraction r = 1",
+    ]
     ax = errors.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "100", "500", "1k", "5k", "10k"]
     assert len(ax.containers) == 4  # format, arithmetic, reasoning (judged), other
@@ -168,7 +174,16 @@ def test_cli_runs_is_deterministic_and_calls_facts100_hook(tmp_path, monkeypatch
 
     monkeypatch.setitem(sys.modules, "analysis.facts100",
                         types.SimpleNamespace(facts100_outputs=facts100_outputs))  # fmt: skip
-    args = [str(run_dir), "--out", str(tmp_path / "a"), "--quiet", "--n-boot", "100", "--formats", "png"]
+    args = [
+        str(run_dir),
+        "--out",
+        str(tmp_path / "a"),
+        "--quiet",
+        "--n-boot",
+        "100",
+        "--formats",
+        "png",
+    ]
     assert main(args) == 0
     assert "1/b = " in capsys.readouterr().out
     assert written == [(run_dir.resolve(), (tmp_path / "a").resolve())]

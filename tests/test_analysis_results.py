@@ -36,7 +36,9 @@ def test_tidy_table_has_every_metric_with_identity_and_items(run_dir):
     assert set(t["eval_task"]) == {"sah_gsm8k", "sah_ifeval", "sah_humaneval_plus"}
     gsm = t[t["eval_task"] == "sah_gsm8k"]
     assert set(zip(gsm["metric"], gsm["filter"], strict=True)) == {
-        ("exact_match", "strict-match"), ("exact_match", "flexible-extract")}
+        ("exact_match", "strict-match"),
+        ("exact_match", "flexible-extract"),
+    }
     assert set(t["n"]) == set(SCALES)
     assert set(t["family"]) == {"llama-3"} and set(t["size_b"]) == {8.0}
     assert set(t[t["eval_task"] == "sah_humaneval_plus"]["task"]) == {"coding"}
@@ -70,16 +72,24 @@ def test_newest_results_file_wins_and_any_depth_is_accepted(run_dir):
 def test_partial_run_is_flagged_with_a_warning_naming_the_file(run_dir):
     ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n1000"
     shutil.rmtree(ckpt / "eval")
-    lines = [ln for ln in item_lines(EVAL_TASKS["sah_gsm8k"], 0.5, 60, 1000, 3) if ln["doc_id"] < 20]
+    lines = [
+        ln for ln in item_lines(EVAL_TASKS["sah_gsm8k"], 0.5, 60, 1000, 3) if ln["doc_id"] < 20
+    ]
     path = write_eval(ckpt, "sah_gsm8k", lines, n_total=1319)
     run = load_run(run_dir, progress=False)
     rows = run.table[run.table["checkpoint"] == "llama-3-8b/gsm8k/n1000"]
-    assert rows["partial"].all() and (rows["n_items"] == 20).all() and (rows["n_items_total"] == 1319).all()
+    assert (
+        rows["partial"].all()
+        and (rows["n_items"] == 20).all()
+        and (rows["n_items_total"] == 1319).all()
+    )
     assert any(str(path) in w and "20 of 1319" in w for w in run.warnings)
     with pytest.raises(ResultsError, match="partial run"):
         load_run(run_dir, strict=True, progress=False)
     # the item sets now differ across N: intervals fall back to unpaired resampling
-    strict = run.table[(run.table["eval_task"] == "sah_gsm8k") & (run.table["filter"] == "strict-match")]
+    strict = run.table[
+        (run.table["eval_task"] == "sah_gsm8k") & (run.table["filter"] == "strict-match")
+    ]
     (curve,) = scale_curves(run, strict)
     assert not all(np.array_equal(it.doc_ids, curve.items[0].doc_ids) for it in curve.items)
 
@@ -101,7 +111,12 @@ def test_missing_manifest_falls_back_to_the_path(run_dir):
     run = load_run(run_dir, progress=False)
     row = run.table[run.table["checkpoint"] == "llama-3-8b/gsm8k/n100"].iloc[0]
     assert (row["n"], row["model"], row["family"], row["size_b"], row["experiment"]) == (
-        100, "llama-3-8b", "llama-3", 8.0, "synthetic")
+        100,
+        "llama-3-8b",
+        "llama-3",
+        8.0,
+        "synthetic",
+    )
     assert any("no sah_manifest.json" in w for w in run.warnings)
 
 
@@ -137,7 +152,9 @@ def test_primary_metric_defaults_and_overrides(run_dir):
     avail = [MetricKey("exact_match", "strict-match"), MetricKey("exact_match", "flexible-extract")]
     assert primary_metric("sah_gsm8k", avail) == MetricKey("exact_match", "strict-match")
     override = dict([parse_metric_override("sah_gsm8k=exact_match,flexible-extract")])
-    assert primary_metric("sah_gsm8k", avail, override) == MetricKey("exact_match", "flexible-extract")
+    assert primary_metric("sah_gsm8k", avail, override) == MetricKey(
+        "exact_match", "flexible-extract"
+    )
     assert primary_metric("my_new_task", [MetricKey("acc", "none")]) == MetricKey("acc", "none")
     with pytest.raises(ValueError, match="TASK=METRIC"):
         parse_metric_override("exact_match")
@@ -146,5 +163,7 @@ def test_primary_metric_defaults_and_overrides(run_dir):
     run = load_run(run_dir, progress=False)
     chosen = select_primary(run.table, None)
     assert set(zip(chosen["eval_task"], chosen["metric"], strict=True)) == {
-        ("sah_gsm8k", "exact_match"), ("sah_ifeval", "prompt_level_strict_acc"),
-        ("sah_humaneval_plus", "pass@1_plus")}
+        ("sah_gsm8k", "exact_match"),
+        ("sah_ifeval", "prompt_level_strict_acc"),
+        ("sah_humaneval_plus", "pass@1_plus"),
+    }

@@ -18,7 +18,10 @@ def _write(tmp_path, text: str):
 
 
 def test_commands_for_each_stage(tmp_path):
-    exp = load_experiment(_write(tmp_path, """
+    exp = load_experiment(
+        _write(
+            tmp_path,
+            """
 experiment: e1
 output_root: /r
 train:
@@ -26,14 +29,24 @@ train:
   - {config: b.yaml, script: dpo}
 eval: {tasks: [sah_gsm8k, sah_ifeval], backend: vllm, args: [--shard, 0/2]}
 analysis: {args: [--n-boot, "200"]}
-"""))
+""",
+        )
+    )
     cmds = commands(exp, ("train", "eval", "analyse"))
     assert [stage for stage, _ in cmds] == ["train", "train", "eval", "analyse"]
     first = cmds[0][1]
     assert first[1:3] == ["-m", "accelerate.commands.launch"] and "fsdp.yaml" in first
     assert first[-4:] == ["a.yaml", "--scales", "0", "8"] and first[-6].endswith("trainers/sft.py")
     assert cmds[1][1][1].endswith("trainers/dpo.py")
-    assert cmds[2][1][3:] == ["/r/e1", "--tasks", "sah_gsm8k,sah_ifeval", "--backend", "vllm", "--shard", "0/2"]
+    assert cmds[2][1][3:] == [
+        "/r/e1",
+        "--tasks",
+        "sah_gsm8k,sah_ifeval",
+        "--backend",
+        "vllm",
+        "--shard",
+        "0/2",
+    ]
     assert cmds[3][1][-3:] == ["/r/e1", "--n-boot", "200"]
     assert [s for s, _ in commands(exp, ("eval",))] == ["eval"]
 
@@ -80,15 +93,28 @@ def test_demo_quick_shows_accuracy_rising_with_n(tmp_path):
 
 
 def test_per_unit_launcher_and_checkpoint_filtered_evals(tmp_path):
-    exp = load_experiment(_write(tmp_path, """
+    exp = load_experiment(
+        _write(
+            tmp_path,
+            """
 experiment: e2
 train: [{config: c.yaml, launcher: per_unit, accelerate_config: fsdp.yaml}]
 eval:
   - {tasks: [sah_gsm8k], checkpoints: "*/gsm8k/*"}
   - {tasks: [sah_ifeval], checkpoints: "*/ifeval/*", backend: vllm}
-"""))
+""",
+        )
+    )
     (_, train), (_, ev1), (_, ev2) = commands(exp, ("train", "eval"))
-    assert train[1:] == ["-m", "trainers.launch", "--accelerate_config", "fsdp.yaml", "sft", "--config", "c.yaml"]
+    assert train[1:] == [
+        "-m",
+        "trainers.launch",
+        "--accelerate_config",
+        "fsdp.yaml",
+        "sft",
+        "--config",
+        "c.yaml",
+    ]
     assert ev1[-2:] == ["--checkpoints", "*/gsm8k/*"] and "sah_ifeval" in ev2
 
 

@@ -183,7 +183,9 @@ def test_vllm_lora_sweep_uses_one_engine_and_switches_adapters(tmp_path, task_ma
     engines, seen = [], []
     monkeypatch.setattr(sweep, "_load_lm", lambda args, opts: engines.append(args) or FakeEngine())
     monkeypatch.setattr(
-        sweep, "evaluate_unit", lambda lm, u, tm, o: seen.append((u.checkpoint.rel, lm.lora_request))
+        sweep,
+        "evaluate_unit",
+        lambda lm, u, tm, o: seen.append((u.checkpoint.rel, lm.lora_request)),
     )
     monkeypatch.setattr(
         sweep.AdapterBook, "request", lambda self, p, cls=None: ("req", self.ids[Path(p)], str(p))

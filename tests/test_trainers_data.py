@@ -217,4 +217,8 @@ def test_multihop_sources_match_their_eval_prompts(fixtures_dir):
         assert with_context[doc["id"]].prompt == doc_to_text(doc)
         assert "Shirley Temple:" not in closed[doc["id"]].prompt
         assert closed[doc["id"]].prompt == f"Question: {doc['question']}\nAnswer:"
-        assert closed[doc["id"]].completion == with_context[doc["id"]].completion == f" {doc['answers'][0]}"
+        assert (
+            closed[doc["id"]].completion
+            == with_context[doc["id"]].completion
+            == f" {doc['answers'][0]}"
+        )

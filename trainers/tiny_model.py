@@ -11,7 +11,12 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+}
 
 # A plain chat template so the chat-formatting paths can be exercised on the tiny model too.
 CHAT_TEMPLATE = (

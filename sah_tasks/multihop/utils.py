@@ -44,7 +44,9 @@ def _context_text(row: dict[str, Any]) -> str:
     context = row.get("context", "")
     if isinstance(context, str):
         return context.strip()
-    paragraphs = _paragraphs_hf(context) if isinstance(context, dict) else [tuple(p) for p in context]
+    paragraphs = (
+        _paragraphs_hf(context) if isinstance(context, dict) else [tuple(p) for p in context]
+    )
     gold = _gold_titles(row["supporting_facts"]) if row.get("supporting_facts") else []
     by_title = dict(paragraphs)
     chosen = [(t, by_title[t]) for t in gold if t in by_title] or paragraphs
