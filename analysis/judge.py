@@ -175,10 +175,14 @@ class Judge:
     def verdicts(self, cases: list[JudgeCase], desc: str = "judging") -> list[bool | None]:
         """reasoning_error per case (None: unreadable reply), cached replies reused."""
         workers = max(1, self.config.workers)
+        # Identical cases (same question and response) are asked once: with parallel workers
+        # both copies would otherwise miss the cache together and be paid for twice.
+        unique = list(dict.fromkeys(cases))
         with ThreadPoolExecutor(workers) as pool:
-            replies = list(tqdm(pool.map(self._judge_one, cases), total=len(cases), desc=desc,
+            replies = list(tqdm(pool.map(self._judge_one, unique), total=len(unique), desc=desc,
                                 leave=False, disable=not self.config.progress))  # fmt: skip
-        out = [parse_verdict(r) for r in replies]
+        by_case = dict(zip(unique, replies, strict=True))
+        out = [parse_verdict(by_case[c]) for c in cases]
         unread = sum(v is None for v in out)
         if unread:
             log.warning("%d of %d judge replies could not be parsed", unread, len(out))

@@ -122,6 +122,7 @@ def test_error_counts_per_checkpoint_with_and_without_judge(tmp_path):
     with StubJudge() as stub:
         judge = Judge(JudgeConfig(url=stub.url, model="m", cache_dir=tmp_path / "cache"))
         judged = error_counts(run, judge).set_index("n")
-        assert len(stub.requests) == 5  # only the wrong responses are judged
+        # only the wrong responses are judged, and n0's two identical ones only once
+        assert len(stub.requests) == 4
     assert judged.loc[100, ["format", "arithmetic", "reasoning", "other"]].tolist() == [1, 1, 1, 0]
     assert judged["judged"].all()

@@ -279,7 +279,13 @@ def test_an_interpreter_living_under_tmp_still_works(tmp_path):
     (site / "sah_probe_module.py").write_text("VALUE = 41\n")
     options = SandboxOptions(python=str(venv / "bin" / "python"))
     result = run_program(
-        Program("import sah_probe_module as m\nx = m.VALUE + 1", "assert x == 42"), LIMITS, options
+        Program(
+            "import os\nimport sah_probe_module as m\nassert os.listdir('.') == [], os.listdir('.')\n"
+            "x = m.VALUE + 1",
+            "assert x == 42",
+        ),
+        LIMITS,
+        options,
     )
     assert result.passed, result.detail
     # ... read-only: the program cannot modify the bound-back interpreter files

@@ -123,6 +123,13 @@ def _private_tmp(libc, cfg, iso):
         if os.path.isdir(target) and not any(_under(p, target) for p in needed):
             libc.mount("/tmp", target, None, MS_BIND)
     iso["tmp"] = True
+    if not keep:
+        return "/tmp"
+    # /tmp now also holds the bound-back interpreter: the program gets an empty folder of its own.
+    workdir = "/tmp/work"
+    os.mkdir(workdir, 0o700)
+    os.chown(workdir, owner, owner)
+    return workdir
 
 
 def _expose(libc, paths, uid):
@@ -291,8 +298,7 @@ def _setup(cfg, result_fd):
     workdir = cfg["workdir"]
     if mount_ns and cfg["private_tmp"]:
         try:
-            _private_tmp(libc, cfg, iso)
-            workdir = "/tmp"
+            workdir = _private_tmp(libc, cfg, iso)
         except OSError as e:
             iso["notes"].append(f"no private /tmp: {e}")
     uid = _plan_user(libc, cfg, workdir, mount_ns, iso)
