@@ -231,6 +231,9 @@ def _gsm8k_preference(row: dict[str, Any]) -> dict[str, str]:
 GSM8K_TRAIN = HubDataset(
     "openai/gsm8k", "cc7b047b6e5bb11b4f1af84efc572db110a51b3c", "train", name="main"
 )
+HOTPOTQA_TRAIN = HubDataset(
+    "hotpotqa/hotpot_qa", "1908d6afbbead072334abe2965f91bd2709910ab", "train", "distractor"
+)
 
 SFT_SOURCES: dict[str, TaskSource] = {
     "gsm8k": TaskSource(
@@ -246,9 +249,7 @@ SFT_SOURCES: dict[str, TaskSource] = {
         kind="prompt_completion",
         description="HotpotQA train (distractor, 90,447 questions): gold paragraphs + question "
         "-> short answer, formatted by the sah_multihop eval task",
-        hub=HubDataset(
-            "hotpotqa/hotpot_qa", "1908d6afbbead072334abe2965f91bd2709910ab", "train", "distractor"
-        ),
+        hub=HOTPOTQA_TRAIN,
         raw_fields=("question",),
         convert=_multihop,
         id_field="id",
@@ -259,9 +260,7 @@ SFT_SOURCES: dict[str, TaskSource] = {
         kind="prompt_completion",
         description="HotpotQA train (distractor, 90,447 questions) closed-book: question -> short "
         "answer, as the sah_facts100_multihop questions are asked",
-        hub=HubDataset(
-            "hotpotqa/hotpot_qa", "1908d6afbbead072334abe2965f91bd2709910ab", "train", "distractor"
-        ),
+        hub=HOTPOTQA_TRAIN,
         raw_fields=("question",),
         convert=_multihop_closed_book,
         id_field="id",
