@@ -235,9 +235,12 @@ def _load_lm(model_args: str, opts: SweepOptions):
     return get_model(opts.backend).create_from_arg_string(model_args, extra)
 
 
-def _release(lm) -> None:
-    """Free the model before loading the next one (GPU memory is the limit on a sweep)."""
-    del lm
+def _free_memory() -> None:
+    """Collect a dropped model before the next one loads (GPU memory is the limit on a sweep).
+
+    Callers `del` their own reference first: a reference held by the caller would keep the old
+    engine alive while the next one is built.
+    """
     gc.collect()
     try:
         import torch
@@ -326,7 +329,8 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
             lm = _load_lm(_model_args(checkpoint.model_path, opts.model_args), opts)
             report.model_loads += 1
             _run_group(lm, group, task_manager, opts, report, bar)
-            _release(lm)
+            del lm
+            _free_memory()
     bar.close()
     return report
 
@@ -348,7 +352,8 @@ def _run_vllm_lora(groups, adapters, task_manager, opts, report, bar) -> None:
             # n0 (the base model) on the same engine: no adapter for its requests.
             lm.lora_request = book.request(checkpoint.adapter) if checkpoint.adapter else None
             _run_group(lm, group, task_manager, opts, report, bar)
-        _release(lm)
+        del lm
+        _free_memory()
 
 
 def run_with_ray(units: Sequence[Unit], opts: SweepOptions, num_gpus: float = 1.0) -> SweepReport:

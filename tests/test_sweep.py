@@ -134,8 +134,22 @@ def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
 
 
 def test_one_model_load_per_checkpoint(run_dir, task_manager, monkeypatch):
-    loads, evaluated = [], []
-    monkeypatch.setattr(sweep, "_load_lm", lambda args, opts: loads.append(args) or object())
+    import weakref
+
+    class Model:
+        pass
+
+    loads, evaluated, alive = [], [], []
+
+    def load(args, opts):
+        # the previous model must be gone before the next one is built (GPU memory)
+        assert not any(ref() is not None for ref in alive), "previous model still referenced"
+        loads.append(args)
+        model = Model()
+        alive.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(sweep, "_load_lm", load)
     monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: evaluated.append(u.key))
     units = sweep.plan(sweep.discover(run_dir), TASKS)
     report = sweep.run_units(units, task_manager, OPTS)
