@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -222,35 +219,15 @@ def test_sandbox_settings_from_the_environment(monkeypatch):
 # --- end to end ---------------------------------------------------------------------------------
 
 
-def test_sah_eval_end_to_end_with_the_tiny_model(tiny_model_dir, tmp_path):
-    out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "SAH_HUMANEVAL_PLUS_DATA": str(HUMANEVAL),
-        "SAH_MBPP_PLUS_DATA": str(MBPP),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
-    cmd = [
-        str(Path(sys.executable).with_name("sah-eval")),
-        "--model", "hf",
-        "--model_args", f"pretrained={tiny_model_dir},dtype=float32",
-        "--device", "cpu",
-        "--tasks", "sah_humaneval_plus,sah_mbpp_plus_instruct",
-        "--limit", "2",
-        "--gen_kwargs", "max_gen_toks=24",
-        "--confirm_run_unsafe_code",
-        "--log_samples",
-        "--output_path", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_sah_eval_end_to_end_with_the_tiny_model(sah_eval_all_tasks):
+    """Code tasks inside the shared `sah-eval --tasks 'sah_*'` run (conftest.py), 2 items each."""
+    out = sah_eval_all_tasks
     results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
     for task in ("sah_humaneval_plus", "sah_mbpp_plus_instruct"):
         assert results[task]["sample_len"] == 2
         # A random-weight model writes no correct program, and the score says so.
         assert results[task]["pass@1,none"] == 0.0 and results[task]["pass@1_plus,none"] == 0.0
-    samples = [json.loads(line) for f in out.rglob("samples_sah_humaneval_plus_*.jsonl") for line in f.read_text().splitlines()]  # fmt: skip
+    samples = [json.loads(line) for f in out.rglob("samples_sah_humaneval_plus_[0-9]*.jsonl") for line in f.read_text().splitlines()]  # fmt: skip
     assert len(samples) == 2
     verdict = ast.literal_eval(samples[0]["filtered_resps"][0][0])  # lm-eval logs str(verdict)
     assert verdict["base"] != "passed" and verdict["plus"] == "skipped"
