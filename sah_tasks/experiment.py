@@ -124,7 +124,13 @@ def load_experiment(path: Path) -> Experiment:
     exp.train = train
     evals = ev if isinstance(ev, list) else [ev]
     exp.eval = [_build(EvalStep, e, f"{path}: eval[{i}]") for i, e in enumerate(evals)]
-    exp.analysis_args = list(analysis.get("args", []))
+    if (
+        not isinstance(analysis, dict)
+        or set(analysis) - {"args"}
+        or not isinstance(analysis.get("args", []), list)
+    ):
+        raise ExperimentError(f"{path}: analysis: expected {{args: [flags of python -m analysis]}}")
+    exp.analysis_args = [str(a) for a in analysis.get("args", [])]
     return exp
 
 

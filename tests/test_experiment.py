@@ -59,6 +59,7 @@ analysis: {args: [--n-boot, "200"]}
         ("experiment: x\ntrain: [{config: a.yaml, script: ppo}]", r"train\[0\].script 'ppo'"),
         ("experiment: x\neval: {backend: hf}", r"eval\[0\]: .*tasks"),
         ("experiment: [unclosed", "not valid YAML"),
+        ("experiment: x\nanalysis: [--n-boot]", "analysis: expected"),
     ],
 )
 def test_bad_experiment_yaml_is_named(tmp_path, text, message):
