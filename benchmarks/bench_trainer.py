@@ -109,7 +109,7 @@ def sft_config(mode: str, args, out_dir: str, mean_len: float):
         max_length=None if mode == "padding_free" else args.max_length,
         use_cpu=True,
         bf16=False,
-        activation_checkpointing=False,
+        gradient_checkpointing=False,
         report_to="none",
         save_strategy="no",
         logging_strategy="no",
@@ -155,7 +155,7 @@ def check_same_loss(model_dir: Path, dataset, batch_size: int) -> float:
             use_cpu=True,
             bf16=False,
             report_to="none",
-            activation_checkpointing=False,
+            gradient_checkpointing=False,
         )
         prepared = SFTTrainer(
             model=model, args=config, train_dataset=dataset, processing_class=tokenizer

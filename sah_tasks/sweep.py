@@ -39,6 +39,28 @@ class SweepError(ValueError):
 
 # ----------------------------------------------------------------------------- discovery
 @dataclass(frozen=True)
+class Serving:
+    """How a checkpoint is served: the weights to load and, for LoRA, the adapter on them.
+
+    `weights` is a local folder or a hub id at `revision`. A LoRA checkpoint also names its
+    `adapter` and the `base` (at `base_revision`) the adapter applies to; `merged` says whether
+    `weights` are the checkpoint's own merged copy (else they are the base).
+    """
+
+    weights: str
+    revision: str | None = None
+    adapter: Path | None = None
+    base: str | None = None
+    base_revision: str | None = None
+    merged: bool = True
+
+
+def _norm(model: str) -> str:
+    """One spelling per local folder (so n0 and the LoRA base share an engine); hub ids as-is."""
+    return str(Path(model).resolve()) if Path(model).exists() else model
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """One completed checkpoint folder of the run directory (see ARCHITECTURE.md)."""
 
@@ -46,24 +68,65 @@ class Checkpoint:
     rel: str  # path relative to the run directory, the stable sort/shard key
     manifest: dict[str, Any] = field(compare=False, hash=False, repr=False)
 
+    def _path(self, field_name: str) -> str:
+        from trainers.manifest import ManifestPathError, resolve_manifest_path
+
+        value = self.manifest.get(field_name)
+        if not isinstance(value, str) or not value:
+            raise SweepError(f"{self.path / MANIFEST}: no {field_name!r} field (a path or hub id)")
+        try:
+            return resolve_manifest_path(value, self.path, field_name)
+        except ManifestPathError as e:
+            raise SweepError(str(e)) from None
+
     @property
     def model_path(self) -> str:
-        """What to load: the checkpoint itself, or the base model for n0."""
-        value = self.manifest.get("model_path") or self.manifest.get("base_model")
-        if not value:
-            raise SweepError(f"{self.path / MANIFEST}: no 'model_path' or 'base_model' field")
-        local = Path(value) if Path(value).is_absolute() else self.path / value
-        return str(local) if local.exists() else str(value)
+        """What the manifest says to serve: the checkpoint itself, or the model it points at."""
+        field_name = "model_path" if self.manifest.get("model_path") else "base_model"
+        return self._path(field_name)
 
     @property
     def base_model(self) -> str:
-        return str(self.manifest.get("base_model") or self.model_path)
+        return self._path("base_model") if self.manifest.get("base_model") else self.model_path
 
     @property
     def adapter(self) -> Path | None:
         """The LoRA adapter folder, when this checkpoint was trained with LoRA."""
         adapter = self.path / "adapter"
         return adapter if self.manifest.get("lora") and adapter.is_dir() else None
+
+    def serving(self, _seen: tuple[Path, ...] = ()) -> Serving:
+        """What to load to score this checkpoint as itself (never silently the base model)."""
+        target, base = _norm(self.model_path), _norm(self.base_model)
+        is_self = target == str(self.path.resolve())
+        revision = self.manifest.get("base_revision")
+        if self.adapter is not None:
+            return Serving(
+                weights=target if is_self else base,
+                revision=None if is_self else revision,
+                adapter=self.adapter,
+                base=base,
+                base_revision=revision,
+                merged=is_self,
+            )
+        if self.manifest.get("lora") and not is_self and not _is_checkpoint(target):
+            raise SweepError(
+                f"{self.path / MANIFEST}: a LoRA checkpoint served as {target} (not merged), "
+                f"but {self.path / 'adapter'} is missing: it would be scored as its base model"
+            )
+        if not is_self and _is_checkpoint(target):  # a pointer (e.g. a budget run with r = 1)
+            if self.path.resolve() in _seen:
+                raise SweepError(f"{self.path / MANIFEST}: model_path pointers form a cycle")
+            folder = Path(target)
+            pointee = Checkpoint(folder, str(folder), _read_manifest(folder / MANIFEST))
+            return pointee.serving((*_seen, self.path.resolve()))
+        return Serving(weights=target, revision=revision if target == base else None)
+
+
+def _is_checkpoint(path: str) -> bool:
+    """A folder of ours (a manifest and COMPLETED), not a plain model folder or a hub id."""
+    folder = Path(path)
+    return (folder / MANIFEST).is_file() and (folder / COMPLETED).exists()
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -142,8 +205,14 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
 
 
 def take_shard(units: Sequence[Unit], index: int, count: int) -> list[Unit]:
-    """Every count-th unit starting at index: disjoint shards whose union is all units."""
-    return list(units[index::count])
+    """Every count-th *checkpoint* (with all its tasks), starting at index.
+
+    Shards are disjoint and together cover all units, whatever is already done; dealing whole
+    checkpoints means a model is loaded by one shard only, once for all of its tasks.
+    """
+    rels = sorted({u.checkpoint.rel for u in units})
+    mine = set(rels[index::count])
+    return [u for u in units if u.checkpoint.rel in mine]
 
 
 def expand_tasks(patterns: Sequence[str], task_manager) -> list[str]:

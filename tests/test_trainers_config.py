@@ -18,7 +18,7 @@ def write_yaml(path: Path, config: dict) -> Path:
     return path
 
 
-CPU = {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
+CPU = {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}
 
 
 def test_yaml_sets_options_and_cli_overrides_them(tmp_path):
@@ -58,7 +58,7 @@ def test_other_config_errors(tmp_path):
 
 
 def cpu_flags() -> list[str]:
-    return ["--use_cpu", "true", "--bf16", "false", "--activation_checkpointing", "false"]
+    return ["--use_cpu", "true", "--bf16", "false", "--gradient_checkpointing", "false"]
 
 
 def test_scale_overrides_from_yaml_and_cli(tmp_path):
@@ -111,3 +111,38 @@ def test_shipped_configs_parse(path):
         assert (
             stage.scale.task == run.budget.task and stage.scale.experiment == run.budget.experiment
         )
+
+
+EXPERIMENTS = sorted((REPO / "configs").rglob("experiments/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_shipped_experiments_load_with_every_step(path):
+    """Each `sah run` experiment parses, and so does every trainer config, accelerate config and
+    sweep command it names, against the libraries installed here (the GPU range's floor)."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from sah_tasks import experiment, sweep
+
+    exp = experiment.load_experiment(path)
+    assert exp.train or exp.eval
+    for step in exp.train:
+        trainer = dpo if step.script == "dpo" else sft
+        run = trainer.parse_args(["--config", str(REPO / step.config), *step.args, *cpu_flags()])
+        assert run.model.model_name_or_path
+        if step.accelerate_config:
+            ClusterConfig.from_yaml_file(str(REPO / step.accelerate_config))
+    for step in exp.eval:
+        args = sweep.build_parser().parse_args(
+            ["runs/x", "--tasks", ",".join(step.tasks), "--backend", step.backend, *step.args]
+        )
+        sweep.options_from_args(args)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs/accelerate").glob("*.yaml")), ids=str)
+def test_shipped_accelerate_configs_load(path):
+    """accelerate rejects unknown keys: a config that parses here launches."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.distributed_type is not None

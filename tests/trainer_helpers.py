@@ -14,7 +14,7 @@ GSM8K_TRAIN = FIXTURES / "gsm8k_train.jsonl"
 CPU_OPTIONS = [
     "--use_cpu", "true",
     "--bf16", "false",
-    "--activation_checkpointing", "false",
+    "--gradient_checkpointing", "false",
     "--report_to", "none",
     "--save_strategy", "no",
     "--logging_steps", "50",
@@ -76,7 +76,7 @@ def write_sft_yaml(path: Path, **options) -> Path:
         "data_files": str(GSM8K_TRAIN),
         "use_cpu": True,
         "bf16": False,
-        "activation_checkpointing": False,
+        "gradient_checkpointing": False,
         "report_to": "none",
         "save_strategy": "no",
         "disable_tqdm": True,

@@ -52,7 +52,13 @@ from trainers.common import (
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping
 from trainers.data import Pool, PreferencePair, load_preference_pool
-from trainers.manifest import Manifest, is_completed, read_manifest
+from trainers.manifest import (
+    Manifest,
+    is_completed,
+    portable_path,
+    read_manifest,
+    resolve_manifest_path,
+)
 from trainers.subsets import select_subset, subset_hash
 
 log = logging.getLogger("trainers.dpo")
@@ -177,9 +183,12 @@ def describe_run_model(run: DPORun) -> BaseModel:
     return describe_run_base(run.budget, run.model, run.training)
 
 
+def experiment_root(run: DPORun) -> Path:
+    return Path(run.budget.output_root) / run.budget.experiment
+
+
 def budget_dir(run: DPORun, base: BaseModel, split: BudgetSplit) -> Path:
-    root = Path(run.budget.output_root) / run.budget.experiment
-    return root / base.slug / run.budget.task / split.name
+    return experiment_root(run) / base.slug / run.budget.task / split.name
 
 
 def sft_stage_run(run: DPORun, base: BaseModel) -> sft.SFTRun:
@@ -289,8 +298,10 @@ def run_budget(
         assert stage.run_dir is not None and stage.pool is not None
         args = run_training_args(run, split, run_dir)
         manifest = budget_manifest(run, base, split, stage, [], stage.pool, run_dir, args)
-        sft_manifest = read_manifest(stage.run_dir)
-        manifest.model_path, manifest.lora = sft_manifest["model_path"], sft_manifest["lora"]
+        # A pointer at the SFT checkpoint *folder* (not at what that folder serves): the sweep
+        # serves it exactly as that checkpoint, merged, full or LoRA with its adapter/.
+        manifest.model_path = portable_path(stage.run_dir, run_dir, experiment_root(run))
+        manifest.lora = bool(read_manifest(stage.run_dir)["lora"])
         write_pointer_manifest(run_dir, manifest)
         return run_dir
     pref_pool = preference_pool(run, cache)
@@ -298,8 +309,10 @@ def run_budget(
     args = run_training_args(run, split, run_dir)
     model_args = start_model_args(run, stage)
     manifest = budget_manifest(run, base, split, stage, pairs, pref_pool, run_dir, args)
-    if run.model.use_peft and not run.budget.merge_lora:
-        manifest.model_path = model_args.model_name_or_path  # serve it + adapter/
+    if run.model.use_peft and not run.budget.merge_lora:  # serve the start model + adapter/
+        manifest.model_path = portable_path(
+            model_args.model_name_or_path, run_dir, experiment_root(run)
+        )
     train_dpo(run, args, model_args, pairs, manifest, run_dir)
     return run_dir
 
@@ -314,7 +327,8 @@ def train_sft_stage(run: DPORun, base: BaseModel, split: BudgetSplit, cache: Poo
         raise ConfigError(f"{run_dir} (the SFT stage of {split.name}) is not trained yet")
     run_dir = sft.train_scale(stage_run, pool, base, split.n_sft)
     examples = select_subset(pool.examples, split.n_sft, stage_run.seed)
-    if read_manifest(run_dir)["model_path"] != str(run_dir.resolve()):
+    served = resolve_manifest_path(read_manifest(run_dir)["model_path"], run_dir, "model_path")
+    if Path(served).resolve() != run_dir.resolve():
         raise ConfigError(
             f"{run_dir} is a LoRA adapter without a merged copy; set merge_lora: true in the SFT "
             "config, so DPO can start from the SFT checkpoint"
@@ -345,6 +359,7 @@ def budget_manifest(
     run_dir: Path,
     args: Any,
 ) -> Manifest:
+    root = experiment_root(run)
     config = snapshot(budget=run.budget, training=args, model=run.model)
     for key in ("budgets", "sft_fractions"):
         config["budget"].pop(key)
@@ -353,7 +368,7 @@ def budget_manifest(
         "sft_fraction": split.fraction,
         "n_sft": split.n_sft,
         "n_dpo": split.n_dpo,
-        "sft_checkpoint": str(stage.run_dir.resolve()) if stage.run_dir else None,
+        "sft_checkpoint": portable_path(stage.run_dir, run_dir, root) if stage.run_dir else None,
         "sft_train_data": stage.pool.train_data() if stage.pool else None,
         "seed": run.seed,
     }
@@ -364,7 +379,7 @@ def budget_manifest(
     return Manifest(
         experiment=run.budget.experiment,
         model_slug=base.slug,
-        base_model=str(stage.run_dir.resolve()) if start_from_stage else base.name,
+        base_model=portable_path(stage.run_dir if start_from_stage else base.name, run_dir, root),
         base_revision=None if start_from_stage else base.revision,
         family=base.family,
         size_b=base.size_b,
@@ -372,7 +387,7 @@ def budget_manifest(
         n=split.budget,
         seed=run.seed,
         stage=split.stage,  # type: ignore[arg-type]
-        model_path=str(run_dir.resolve()),
+        model_path=".",
         lora=bool(run.model.use_peft),
         train_data=data_pool.train_data(),
         subset_hash=subset_hash(ids),

@@ -3,6 +3,12 @@
 The manifest says what a checkpoint is (N, seed, base model, task, data and subset hashes, full
 config, library versions, git sha); `COMPLETED` is written after everything else, so a folder
 without it is incomplete and will be redone. Both are written to a temporary name and renamed.
+
+Paths in a manifest that point inside the experiment's run directory (`model_path`, a budget
+run's SFT stage, ...) are stored relative to the manifest's own folder (`.`, `../n500`), so a
+run directory that is moved or copied still names its own checkpoints; a hub id or a local model
+outside the run directory is stored as given. `resolve_manifest_path` reads them back, and
+`python -m trainers.manifest relocate RUN_DIR` rewrites manifests written with absolute paths.
 """
 
 from __future__ import annotations
@@ -50,6 +56,104 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def portable_path(target: str | Path, manifest_dir: Path, run_root: Path) -> str:
+    """`target` relative to `manifest_dir` when it lies inside `run_root`, else unchanged."""
+    path = Path(target)
+    if not path.exists():
+        return str(target)  # a hub id
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(run_root))
+    if path != root and root not in path.parents:
+        return str(path)
+    rel = os.path.relpath(path, os.path.abspath(manifest_dir))
+    return rel if rel.startswith(".") else f"./{rel}"
+
+
+class ManifestPathError(ValueError):
+    """A path in a manifest that cannot be trusted to name the weights it meant."""
+
+
+def resolve_manifest_path(value: str, manifest_dir: Path, field_name: str = "path") -> str:
+    """A manifest path as something to load: a local folder (absolute) or a hub id.
+
+    Relative paths (`.`, `../n500`) are relative to the manifest's folder. An absolute path must
+    exist, and must not be a folder of another copy of this run directory: manifests written
+    with absolute paths (before paths were relative) would otherwise make a copied run directory
+    evaluate the original's weights, silently.
+    """
+    manifest_dir = Path(os.path.abspath(manifest_dir))
+    where = f"{manifest_dir / MANIFEST_NAME}: {field_name} {value!r}"
+    if value.startswith("."):
+        local = Path(os.path.normpath(manifest_dir / value))
+        if not local.exists():
+            raise ManifestPathError(f"{where} resolves to {local}, which does not exist")
+        return str(local)
+    path = Path(value)
+    if not path.is_absolute():
+        local = manifest_dir / path
+        return str(local) if local.exists() else value  # a hand-written relative path, or hub id
+    old_root = _copied_from(path, manifest_dir)
+    if old_root is not None:
+        raise ManifestPathError(
+            f"{where} points into {old_root}, another copy of this run directory (this one was "
+            f"copied or moved from there, and the manifest stores absolute paths). Rewrite them "
+            f"as relative paths: python -m trainers.manifest relocate {_run_root(manifest_dir)}"
+        )
+    if not path.exists():
+        raise ManifestPathError(
+            f"{where} does not exist (was the run directory or the model moved? "
+            f"`python -m trainers.manifest relocate RUN_DIR` rewrites moved run directories)"
+        )
+    return value
+
+
+def _run_root(manifest_dir: Path) -> Path:
+    """The experiment folder above a checkpoint: runs/<experiment>/<model>/<task>/<scale>."""
+    return manifest_dir.parents[2] if len(manifest_dir.parents) > 2 else manifest_dir
+
+
+def _copied_from(path: Path, manifest_dir: Path) -> Path | None:
+    """The run directory `path` lies in, when that is another copy of this manifest's one."""
+    root = _run_root(manifest_dir)
+    here = Path(os.path.abspath(root))
+    path = Path(os.path.abspath(path))
+    for old in path.parents:
+        if old.name == here.name and old != here and (here / path.relative_to(old)).exists():
+            return old
+    return None
+
+
+def relocate(run_root: Path) -> list[Path]:
+    """Rewrite the absolute paths of every manifest under `run_root` that point into another
+    copy of it (or into where it used to be) as paths relative to the manifest's folder."""
+    changed = []
+    for manifest_path in sorted(Path(run_root).rglob(MANIFEST_NAME)):
+        if "eval" in manifest_path.relative_to(run_root).parts:
+            continue
+        folder = manifest_path.parent
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+        new = _relocated(data, folder, Path(os.path.abspath(run_root)))
+        if new != data:
+            atomic_write_text(manifest_path, json.dumps(new, indent=2, sort_keys=True))
+            changed.append(manifest_path)
+    return changed
+
+
+def _relocated(value: Any, folder: Path, root: Path) -> Any:
+    if isinstance(value, dict):
+        return {k: _relocated(v, folder, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relocated(v, folder, root) for v in value]
+    if not (isinstance(value, str) and value.startswith("/")):
+        return value
+    path = Path(value)
+    for old in path.parents:
+        if old.name == root.name and old != root:
+            target = root / path.relative_to(old)
+            if target.exists():
+                return portable_path(target, folder, root)
+    return value
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -108,3 +212,28 @@ def git_sha() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m trainers.manifest",
+        description="Manifest maintenance. `relocate RUN_DIR`: after moving or copying a run "
+        "directory whose manifests store absolute paths (written before paths were relative), "
+        "rewrite the paths that point into the old location as paths relative to each manifest.",
+    )
+    parser.add_argument("command", choices=["relocate"])
+    parser.add_argument("run_dir", type=Path, help="the experiment folder, runs/<experiment>")
+    args = parser.parse_args(argv)
+    if not args.run_dir.is_dir():
+        parser.error(f"{args.run_dir} is not a directory")
+    changed = relocate(args.run_dir)
+    for path in changed:
+        print(f"rewrote {path}")
+    print(f"{len(changed)} manifest(s) rewritten under {args.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

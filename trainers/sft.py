@@ -46,12 +46,12 @@ from trainers.common import (
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping, to_jsonable
 from trainers.data import Pool, TrainDataError, load_sft_pool
-from trainers.manifest import Manifest, is_completed
+from trainers.manifest import Manifest, ManifestPathError, is_completed, portable_path
 from trainers.subsets import SubsetError, select_subset, subset_hash
 
 log = logging.getLogger("trainers.sft")
 
-USER_ERRORS = (ConfigError, TrainDataError, SubsetError)
+USER_ERRORS = (ConfigError, TrainDataError, SubsetError, ManifestPathError)
 
 
 @dataclass
@@ -130,7 +130,7 @@ def check_overrides(overrides: dict[int, dict], config_type: type) -> None:
 
 
 def scale_dir(run: SFTRun, base: BaseModel, n: int) -> Path:
-    return Path(run.scale.output_root) / run.scale.experiment / base.slug / run.scale.task / f"n{n}"
+    return experiment_root(run) / base.slug / run.scale.task / f"n{n}"
 
 
 def describe_run_model(run: SFTRun) -> BaseModel:
@@ -180,7 +180,7 @@ def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
     manifest = Manifest(
         experiment=run.scale.experiment,
         model_slug=base.slug,
-        base_model=base.name,
+        base_model=portable_path(base.name, run_dir, experiment_root(run)),
         base_revision=base.revision,
         family=base.family,
         size_b=base.size_b,
@@ -240,10 +240,14 @@ def scale_training_args(run: SFTRun, n: int, run_dir: Path):
 
 
 def _model_path(run: SFTRun, base: BaseModel, run_dir: Path, n: int) -> str:
-    """What to serve: the checkpoint itself (merged, for LoRA), or the base model (N=0)."""
+    """What to serve: the checkpoint itself (`.`; merged, for LoRA), or the base model (N=0)."""
     if n == 0 or (run.model.use_peft and not run.scale.merge_lora):
-        return base.name
-    return str(run_dir.resolve())
+        return portable_path(base.name, run_dir, experiment_root(run))
+    return "."
+
+
+def experiment_root(run: SFTRun) -> Path:
+    return Path(run.scale.output_root) / run.scale.experiment
 
 
 def _pool_name(pool: Pool) -> str:
