@@ -138,25 +138,37 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _manifest_of(model: str, run_dir: Path) -> dict[str, Any] | None:
-    """The manifest of a checkpoint folder named by `model` (absolute, or relative to the
-    working directory or to any folder above the run directory), or None for a hub id."""
+def _manifest_of(
+    model: str, run_dir: Path, folder: Path | None = None
+) -> tuple[dict[str, Any] | None, Path | None]:
+    """The manifest (and folder) of a checkpoint named by `model`, or (None, None) for a hub id.
+
+    `model` is absolute, relative to the folder of the manifest that names it (`../n500`, as
+    the trainers write it), or relative to the working directory or a folder above the run
+    directory (hand-written)."""
     path = Path(model)
-    candidates = (
-        [path] if path.is_absolute() else [path, *(p / path for p in [run_dir, *run_dir.parents])]
-    )
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        bases = [folder] if folder is not None else []
+        candidates = [
+            *(b / path for b in bases),
+            path,
+            *(p / path for p in [run_dir, *run_dir.parents]),
+        ]
     for c in candidates:
         if (c / MANIFEST).is_file():
-            return _read_json(c / MANIFEST)
-    return None
+            return _read_json(c / MANIFEST), c
+    return None, None
 
 
 def _trained(manifest: dict[str, Any]) -> str:
     return f"{manifest.get('task')} n{manifest.get('n')}"
 
 
-def condition_of(manifest: dict[str, Any], run_dir: Path) -> Condition:
-    """Place one checkpoint (its manifest) in the design, following `base_model` upwards."""
+def condition_of(manifest: dict[str, Any], run_dir: Path, folder: Path | None = None) -> Condition:
+    """Place one checkpoint (its manifest, in `folder`) in the design, following `base_model`
+    upwards."""
     facts, post = "none", "none"
     current: dict[str, Any] | None = manifest
     root = str(manifest.get("base_model", "?"))
@@ -169,7 +181,7 @@ def condition_of(manifest: dict[str, Any], run_dir: Path) -> Condition:
         elif trained and post == "none" and current.get("task") not in FACTS_TRAINING_TASKS:
             post = _trained(current)
         root = str(current.get("base_model", root))
-        current = _manifest_of(root, run_dir)
+        current, folder = _manifest_of(root, run_dir, folder)
     return Condition(root, "BM" if post == "none" else "PM", post, facts)
 
 
@@ -204,7 +216,11 @@ def collect(run_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
         if eval_task not in frames:
             continue
         manifest = _read_json(run_dir / ckpt / MANIFEST) or {}
-        cond = condition_of(manifest, run_dir) if manifest else Condition("?", "BM", "none", "none")
+        cond = (
+            condition_of(manifest, run_dir, run_dir / ckpt)
+            if manifest
+            else Condition("?", "BM", "none", "none")
+        )
         meta = {"checkpoint": ckpt, "experiment": run.checkpoints[ckpt].experiment,
                 "base_model": cond.base_model, "model": cond.model,
                 "post_training": cond.post_training, "facts_training": cond.facts_training,

@@ -393,6 +393,17 @@ def test_condition_of_follows_the_lineage(tmp_path):
     )
     base = condition_of({"task": "facts100_documents", "n": 0, "base_model": "hub/x"}, tmp_path)
     assert (base.model, base.stage, base.label) == ("BM", "before", "BM, before")
+    # the trainers write lineage paths relative to the manifest's folder (`../n1000`)
+    run = tmp_path / "runs" / "exp" / "m"
+    stage = run / "multihop" / "n1000"
+    stage.mkdir(parents=True)
+    (stage / "sah_manifest.json").write_text((pm / "sah_manifest.json").read_text())
+    here = run / "facts100_qa" / "n200"
+    here.mkdir(parents=True)
+    rel = condition_of({"task": "facts100_qa", "n": 200, "base_model": "../../multihop/n1000"},
+                       tmp_path / "runs" / "exp", here)  # fmt: skip
+    assert (rel.model, rel.post_training, rel.base_model) == (
+        "PM", "multihop n1000", "meta-llama/Meta-Llama-3-8B")  # fmt: skip
 
 
 def test_experiment_config_trains_on_the_facts100_sources():

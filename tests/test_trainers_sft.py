@@ -82,7 +82,8 @@ def test_scales_write_checkpoints_and_manifests_and_reruns_skip(
     assert (n8["stage"], n8["n"], n32["n"]) == ("sft", 8, 32)
     assert n8["subset_hash"] != n32["subset_hash"]
     assert n32["config"]["training"]["max_steps"] == 2 and n32["config"]["subset"]["n"] == 32
-    model = AutoModelForCausalLM.from_pretrained(n32["model_path"])
+    assert n8["model_path"] == n32["model_path"] == "."  # itself, relative: the run dir can move
+    model = AutoModelForCausalLM.from_pretrained(dirs[2])
     assert model.config.pad_token_id != model.config.eos_token_id
 
     built = []
