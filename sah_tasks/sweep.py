@@ -634,6 +634,18 @@ def run_with_ray(
 
 
 # ----------------------------------------------------------------------------- CLI
+def _describe(unit: Unit) -> str:
+    """What will score a unit, for --dry_run: the weights (at a revision) and any adapter."""
+    try:
+        s = unit.checkpoint.serving()
+    except SweepError as e:
+        return f"ERROR {e}"
+    what = s.weights + (f"@{s.revision}" if s.revision else "")
+    if s.adapter is not None:
+        what += f" + adapter {s.adapter}" if not s.merged else f" (merged; adapter {s.adapter})"
+    return what
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sah-eval sweep",
@@ -759,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.dry_run:
         for u in units:
-            print(f"{'done' if u.done else 'todo'}\t{u.checkpoint.rel}\t{u.task}")
+            print(f"{'done' if u.done else 'todo'}\t{u.checkpoint.rel}\t{u.task}\t{_describe(u)}")
         return 0
     opts = options_from_args(args)
     try:

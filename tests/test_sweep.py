@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,7 +98,9 @@ def test_shards_deal_whole_checkpoints_so_each_model_loads_once(tmp_path, count,
         _checkpoint(root / f"m/gsm8k/n{n}", n, ".")
     units = sweep.plan(sweep.discover(root), TASKS)
     loads = []
-    monkeypatch.setattr(sweep, "_load_lm", lambda args, opts: loads.append(args) or SimpleNamespace())
+    monkeypatch.setattr(
+        sweep, "_load_lm", lambda args, opts: loads.append(args) or SimpleNamespace()
+    )
     monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: None)
     for i in range(count):
         shard = sweep.take_shard(units, i, count)
@@ -381,3 +383,12 @@ def test_ray_asks_for_tensor_times_data_parallel_gpus():
         ["r", "--tasks", "t", "--backend", "vllm", "--tensor_parallel_size", "2"]
     )
     assert sweep.ray_num_gpus(sweep.options_from_args(args)) == 2
+
+
+def test_dry_run_shows_what_scores_each_unit(mixed_lora_dir, capsys):
+    assert sweep.main([str(mixed_lora_dir), "--tasks", "sah_gsm8k", "--dry_run"]) == 0
+    lines = dict(line.split("\t")[1::2] for line in capsys.readouterr().out.splitlines())
+    s = mixed_lora_dir / "m" / "gsm8k"
+    assert lines["m/gsm8k/n0"] == "org/base@abc123"
+    assert lines["m/gsm8k/n32"] == f"org/base@abc123 + adapter {s / 'n32' / 'adapter'}"
+    assert lines["m/gsm8k/B8_r1"] == lines["m/gsm8k/n8"] == str((s / "n8").resolve())

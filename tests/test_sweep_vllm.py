@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-import vllm  # noqa: F401  (`make setup` installs vLLM's CPU build: these tests never skip)
+import vllm as _vllm  # noqa: F401  (installed by `make setup`: these tests never skip)
 
 from sah_tasks import sweep
 
