@@ -40,8 +40,8 @@ demo: setup
 	$(BIN)/python -m sah_tasks.demo
 
 lint: setup
-	$(BIN)/ruff check sah_tasks trainers analysis tests benchmarks
-	$(BIN)/ruff format --check sah_tasks trainers analysis tests benchmarks
+	$(BIN)/ruff check sah_tasks trainers analysis tests benchmarks scripts
+	$(BIN)/ruff format --check sah_tasks trainers analysis tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) demo_runs .pytest_cache

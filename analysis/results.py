@@ -244,11 +244,17 @@ def _read_checkpoint_results(reader: _Reader, ckpt: Checkpoint, files: list[Path
             reader.rows.extend(rows)
 
 
+def _not_finalised(rel: Path) -> bool:
+    """The sweep's staging (`.partial-<task>/`), locks and dot-folders, and results it set aside
+    (`superseded/`): never results of the checkpoint as it stands."""
+    return any(part.startswith(".") or part == "superseded" for part in rel.parts[:-1])
+
+
 def _discover(reader: _Reader) -> dict[Path, list[Path]]:
     by_ckpt: dict[Path, list[Path]] = defaultdict(list)
     own_output = reader.run_dir / ANALYSIS_DIR
     for path in sorted(reader.run_dir.rglob("results_*.json")):
-        if own_output in path.parents:
+        if own_output in path.parents or _not_finalised(path.relative_to(reader.run_dir)):
             continue
         located = _locate(path, reader.run_dir)
         if located is None:

@@ -32,6 +32,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from sah_tasks import ledger
+
 log = logging.getLogger("sah.sweep")
 
 MANIFEST = "sah_manifest.json"
@@ -99,6 +101,10 @@ class Checkpoint:
         """The LoRA adapter folder, when this checkpoint was trained with LoRA."""
         adapter = self.path / "adapter"
         return adapter if self.manifest.get("lora") and adapter.is_dir() else None
+
+    @property
+    def run_root(self) -> Path:
+        return self.path.resolve().parents[len(Path(self.rel).parts) - 1]
 
     def serving(self, _seen: tuple[Path, ...] = ()) -> Serving:
         """What to load to score this checkpoint as itself (never silently the base model)."""
@@ -189,8 +195,8 @@ class Unit:
         return self.checkpoint.path / "eval" / self.task
 
     @property
-    def done(self) -> bool:
-        return self.out_dir.is_dir() and any(self.out_dir.glob("results_*.json"))
+    def lock_path(self) -> Path:
+        return self.checkpoint.path / "eval" / f".lock-{self.task}"
 
 
 def plan(checkpoints: Iterable[Checkpoint], tasks: Sequence[str]) -> list[Unit]:
@@ -286,6 +292,7 @@ class SweepOptions:
     confirm_run_unsafe_code: bool = False
     lora_switching: bool = True  # vLLM: one engine per base model, adapters switched per request
     seed: int = 1234
+    overwrite: bool = False  # re-evaluate units whose results come from a different request
 
 
 @dataclass
@@ -293,12 +300,16 @@ class SweepReport:
     done: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)
+    stale: list[tuple[str, str, str]] = field(default_factory=list)  # kept: needs --overwrite
+    busy: list[tuple[str, str, str]] = field(default_factory=list)  # another sweep holds it
     model_loads: int = 0
 
     def add(self, other: SweepReport) -> None:
         self.done += other.done
         self.skipped += other.skipped
         self.failed += other.failed
+        self.stale += other.stale
+        self.busy += other.busy
         self.model_loads += other.model_loads
 
     def fail(self, units: Iterable[Unit], why: str) -> None:
@@ -433,47 +444,107 @@ def _free_memory() -> None:
         pass
 
 
-def _finalise(staging: Path, out_dir: Path) -> None:
-    """Move lm-eval's files into `out_dir`: samples first, the results file (the marker) last."""
-    files = sorted(staging.rglob("*.json*"))
+def _finalise(staging: Path, out_dir: Path, task: str) -> None:
+    """Check lm-eval's staged files, then move them into `out_dir`: samples first, the results
+    file (the marker) last. A missing or incomplete results file (lm-eval swallows write errors,
+    e.g. a full disk) fails the unit instead of being moved into place."""
+    staged = sorted(staging.rglob("results_*.json"))
+    if len(staged) != 1:
+        raise SweepError(f"{staging}: lm-eval left {len(staged)} results files, expected 1")
+    try:
+        ledger.check_results(staged[0], task)
+    except ValueError as e:
+        raise SweepError(f"lm-eval's results did not verify: {e}") from None
+    files = sorted(staged[0].parent.glob("*.json*"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("samples_*.jsonl"):  # from an interrupted earlier attempt
-        stale.unlink()
     for f in sorted(files, key=lambda p: p.name.startswith("results_")):
         f.replace(out_dir / f.name)
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def evaluate_unit(lm, unit: Unit, task_manager, opts: SweepOptions) -> dict[str, Any]:
-    """Evaluate one unit with an already loaded model and write its files atomically."""
+def unit_request(unit: Unit, book: ledger.Ledger, opts: SweepOptions) -> dict[str, Any]:
+    """Everything that decides the unit's result (see sah_tasks/ledger.py)."""
+    served = served_identity(unit.checkpoint, unit.checkpoint.serving())
+    settings = {
+        "limit": opts.limit,
+        "gen_kwargs": opts.gen_kwargs,
+        "apply_chat_template": opts.apply_chat_template,
+        "seed": opts.seed,
+    }
+    return book.request(unit.task, served, settings)
+
+
+def served_identity(checkpoint: Checkpoint, s: Serving) -> dict[str, Any]:
+    """The model a unit is scored with, independent of backend and of where the run dir lives:
+    a LoRA checkpoint is its base + its adapter (merged or not), others their weights."""
+    root = checkpoint.run_root
+
+    def name(value: str | Path | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value)
+        if path.is_absolute() and (path == root or root in path.parents):
+            return f"<run>/{path.relative_to(root).as_posix()}"
+        return str(value)
+
+    if s.adapter is not None:
+        return {"base": name(s.base), "revision": s.base_revision, "adapter": name(s.adapter)}
+    return {"weights": name(s.weights), "revision": s.revision}
+
+
+def evaluate_unit(
+    lm, unit: Unit, task_manager, opts: SweepOptions, request: dict | None = None
+) -> bool:
+    """Evaluate one unit with a loaded model, under its lock; write its files atomically.
+
+    Returns False when, once the lock is held, the unit turns out to be done already (another
+    sweep finished it). Results from another request are set aside only with `overwrite`.
+    """
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
-    staging = unit.checkpoint.path / "eval" / f".partial-{unit.task}"
-    shutil.rmtree(staging, ignore_errors=True)
-    tracker = EvaluationTracker(output_path=str(staging))
-    results = simple_evaluate(
-        model=lm,
-        tasks=[unit.task],
-        task_manager=task_manager,
-        limit=opts.limit,
-        gen_kwargs=generation_kwargs(opts),
-        log_samples=True,
-        evaluation_tracker=tracker,
-        apply_chat_template=opts.apply_chat_template,
-        confirm_run_unsafe_code=opts.confirm_run_unsafe_code,
-        random_seed=opts.seed,
-        numpy_random_seed=opts.seed,
-        torch_random_seed=opts.seed,
-        fewshot_random_seed=opts.seed,
+    request = (
+        request if request is not None else unit_request(unit, ledger.Ledger(task_manager), opts)
     )
-    samples = results.pop("samples")
-    results["sah"] = {"checkpoint": unit.checkpoint.rel, "served": _served(lm, unit)}
-    tracker.save_results_aggregated(results=results, samples=samples)
-    for task_name in results["configs"]:
-        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-    _finalise(staging, unit.out_dir)
-    return results
+    with ledger.unit_lock(unit.lock_path):
+        state, why = ledger.status(unit.out_dir, unit.task, request)
+        if state == "done":
+            return False
+        if state == "stale" and not opts.overwrite:
+            raise SweepError(f"{why}; pass --overwrite to replace it")
+        if state in ("stale", "torn"):
+            log.warning("setting aside %s (%s) into %s/", unit.out_dir, why, ledger.SUPERSEDED)
+        ledger.set_aside(unit.out_dir)  # earlier attempts' files, never deleted
+        staging = unit.checkpoint.path / "eval" / f".partial-{unit.task}"
+        shutil.rmtree(staging, ignore_errors=True)
+        tracker = EvaluationTracker(output_path=str(staging))
+        results = simple_evaluate(
+            model=lm,
+            tasks=[unit.task],
+            task_manager=task_manager,
+            limit=opts.limit,
+            gen_kwargs=generation_kwargs(opts),
+            log_samples=True,
+            evaluation_tracker=tracker,
+            apply_chat_template=opts.apply_chat_template,
+            confirm_run_unsafe_code=opts.confirm_run_unsafe_code,
+            random_seed=opts.seed,
+            numpy_random_seed=opts.seed,
+            torch_random_seed=opts.seed,
+            fewshot_random_seed=opts.seed,
+        )
+        samples = results.pop("samples")
+        results["sah"] = {
+            "checkpoint": unit.checkpoint.rel,
+            "served": _served(lm, unit),
+            "request": request,
+            "fingerprint": ledger.fingerprint(request),
+        }
+        tracker.save_results_aggregated(results=results, samples=samples)
+        for task_name in results["configs"]:
+            tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+        _finalise(staging, unit.out_dir, unit.task)
+    return True
 
 
 def generation_kwargs(opts: SweepOptions) -> str | None:
@@ -499,7 +570,9 @@ def _served(lm, unit: Unit) -> dict[str, Any]:
     return served or {"checkpoint": unit.checkpoint.rel}
 
 
-def _run_members(lm, group: EngineGroup, task_manager, opts, report: SweepReport, bar) -> None:
+def _run_members(
+    lm, group: EngineGroup, task_manager, opts, report: SweepReport, bar, requests
+) -> None:
     book = AdapterBook([a for _, a, _ in group.members if a is not None])
     for checkpoint, adapter, units in group.members:
         if group.spec.switching:  # the base (n0) runs on the same engine with no adapter
@@ -507,14 +580,40 @@ def _run_members(lm, group: EngineGroup, task_manager, opts, report: SweepReport
         for unit in units:
             t0 = time.time()
             try:
-                evaluate_unit(lm, unit, task_manager, opts)
+                evaluated = evaluate_unit(lm, unit, task_manager, opts, requests.get(unit.key))
+            except ledger.UnitBusy as e:  # another sweep is on it: its result, not ours
+                log.warning("skipping %s on %s: %s", unit.checkpoint.rel, unit.task, e)
+                report.busy.append((*unit.key, str(e)))
             except Exception as e:  # one failing unit must not lose the rest of the sweep
                 log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
                 report.fail([unit], f"{type(e).__name__}: {e}")
             else:
-                report.done.append(unit.key)
+                (report.done if evaluated else report.skipped).append(unit.key)
                 log.info("done %s on %s in %.1fs", checkpoint.rel, unit.task, time.time() - t0)
             bar.update(1)
+
+
+def triage(
+    units: Sequence[Unit], book: ledger.Ledger, opts: SweepOptions, report: SweepReport
+) -> tuple[list[Unit], dict[tuple[str, str], dict]]:
+    """Units to evaluate (todo, torn, stale with --overwrite) and their requests; done units
+    go to `report.skipped`, stale ones (without --overwrite) to `report.stale`."""
+    todo, requests = [], {}
+    for unit in units:
+        try:
+            request = unit_request(unit, book, opts)
+        except SweepError:  # cannot be served: reported by engine_groups
+            todo.append(unit)
+            continue
+        state, why = ledger.status(unit.out_dir, unit.task, request)
+        if state == "done":
+            report.skipped.append(unit.key)
+        elif state == "stale" and not opts.overwrite:
+            report.stale.append((*unit.key, why))
+        else:
+            todo.append(unit)
+            requests[unit.key] = request
+    return todo, requests
 
 
 def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepReport:
@@ -524,8 +623,8 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
     """
     from tqdm.auto import tqdm
 
-    report = SweepReport(skipped=[u.key for u in units if u.done])
-    todo = [u for u in units if not u.done]
+    report = SweepReport()
+    todo, requests = triage(units, ledger.Ledger(task_manager), opts, report)
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
     groups = engine_groups(todo, opts, report)
     bar.update(len(report.failed))
@@ -548,7 +647,7 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
             "backend": opts.backend,
         }
         try:
-            _run_members(lm, group, task_manager, opts, report, bar)
+            _run_members(lm, group, task_manager, opts, report, bar, requests)
         finally:
             _close(lm)
             del lm
@@ -613,12 +712,14 @@ def run_with_ray(
     opts: SweepOptions,
     address: str = "auto",
     num_gpus: float | None = None,
+    task_manager=None,
 ) -> SweepReport:
     """Run each engine's units as one Ray task (`pip install 'sah[ray]'`); a task that fails
     (a crashed worker, a lost node) is reported for its units, the others go on."""
     ray = _connect_ray(address)
-    report = SweepReport(skipped=[u.key for u in units if u.done])
-    groups = engine_groups([u for u in units if not u.done], opts, report)
+    report = SweepReport()
+    todo, _ = triage(units, ledger.Ledger(task_manager), opts, report)
+    groups = engine_groups(todo, opts, report)
     remote = ray.remote(_ray_task).options(num_gpus=ray_num_gpus(opts, num_gpus))
     pending = {remote.remote(group.units, opts): group for group in groups}
     while pending:
@@ -634,6 +735,13 @@ def run_with_ray(
 
 
 # ----------------------------------------------------------------------------- CLI
+def _state(unit: Unit, book: ledger.Ledger, opts: SweepOptions) -> str:
+    try:
+        return ledger.status(unit.out_dir, unit.task, unit_request(unit, book, opts))[0]
+    except SweepError:
+        return "error"
+
+
 def _describe(unit: Unit) -> str:
     """What will score a unit, for --dry_run: the weights (at a revision) and any adapter."""
     try:
@@ -700,7 +808,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPUs per Ray task (default: tensor x data parallel size for vllm, 1 for hf, "
         "0 with --device cpu)",
     )
-    p.add_argument("--dry_run", action="store_true", help="list the units and exit")
+    p.add_argument(
+        "--dry_run",
+        action="store_true",
+        help="list the units (todo / done / stale / torn), what scores each, and exit",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="re-evaluate units whose results come from other settings (task code or data, "
+        "--limit, --gen_kwargs, chat template, seed, model); old files go to superseded/",
+    )
     v = p.add_argument_group("vLLM engine")
     v.add_argument("--tensor_parallel_size", type=int, default=None)
     v.add_argument("--data_parallel_size", type=int, default=None)
@@ -741,6 +859,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         apply_chat_template=args.apply_chat_template,
         confirm_run_unsafe_code=args.confirm_run_unsafe_code,
         lora_switching=not args.no_lora_switching,
+        overwrite=args.overwrite,
     )
 
 
@@ -762,18 +881,13 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"sah-eval sweep: error: {e}", file=sys.stderr)
         return 2
-    log.info(
-        "%d units in shard %d/%d (%d already done)",
-        len(units),
-        index,
-        count,
-        sum(u.done for u in units),
-    )
-    if args.dry_run:
-        for u in units:
-            print(f"{'done' if u.done else 'todo'}\t{u.checkpoint.rel}\t{u.task}\t{_describe(u)}")
-        return 0
     opts = options_from_args(args)
+    log.info("%d units in shard %d/%d", len(units), index, count)
+    if args.dry_run:
+        book = ledger.Ledger(task_manager)
+        for u in units:
+            print(f"{_state(u, book, opts)}\t{u.checkpoint.rel}\t{u.task}\t{_describe(u)}")
+        return 0
     try:
         check_backend(opts.backend)
         if _arg_int(opts.model_args, "data_parallel_size") > 1:
@@ -782,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
                 "generate call; --shard i/n (one process per GPU) is faster (docs/evaluation.md)"
             )
         if args.ray:
-            report = run_with_ray(units, opts, args.ray_address, args.ray_num_gpus)
+            report = run_with_ray(units, opts, args.ray_address, args.ray_num_gpus, task_manager)
         else:
             report = run_units(units, task_manager, opts)
     except SweepError as e:
@@ -790,11 +904,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         f"sweep: {len(report.done)} evaluated, {len(report.skipped)} already done, "
-        f"{len(report.failed)} failed, {report.model_loads} model load(s)"
+        f"{len(report.failed)} failed, {len(report.stale)} stale, {len(report.busy)} busy, "
+        f"{report.model_loads} model load(s)"
     )
     for rel, task, err in report.failed:
         print(f"  FAILED {rel} {task}: {err}", file=sys.stderr)
-    return 1 if report.failed else 0
+    for rel, task, why in report.stale:
+        print(f"  STALE {rel} {task}: {why}", file=sys.stderr)
+    for rel, task, why in report.busy:
+        print(f"  BUSY {rel} {task}: {why}", file=sys.stderr)
+    if report.stale:
+        print(
+            "  stale results are kept; rerun with --overwrite to evaluate them again with these "
+            "settings (the old files are moved to eval/<task>/superseded/, not deleted)",
+            file=sys.stderr,
+        )
+    return 1 if report.failed or report.stale else 0
 
 
 if __name__ == "__main__":

@@ -167,3 +167,21 @@ def test_primary_metric_defaults_and_overrides(run_dir):
         ("sah_ifeval", "prompt_level_strict_acc"),
         ("sah_humaneval_plus", "pass@1_plus"),
     }
+
+
+def test_staging_and_superseded_results_are_never_read(run_dir):
+    """The sweep stages lm-eval's output in eval/.partial-<task>/ and sets replaced results
+    aside in eval/<task>/superseded/: a newer file in either must not replace the real one."""
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    before = load_run(run_dir, progress=False).table
+    lines = item_lines(EVAL_TASKS["sah_gsm8k"], 0.0, 60, 100, seed=3)
+    for where in (".partial-sah_gsm8k", "sah_gsm8k/superseded/20260101T000000"):
+        staged = ckpt / "eval" / where
+        write_eval(ckpt, "sah_gsm8k", lines, date_id="2027-01-01T00-00-00.000000")
+        newest = next((ckpt / "eval" / "sah_gsm8k").rglob("results_2027*.json"))
+        staged.mkdir(parents=True, exist_ok=True)
+        for f in newest.parent.glob("*2027*"):
+            f.replace(staged / f.name)
+    after = load_run(run_dir, progress=False).table
+    assert after["value"].tolist() == before["value"].tolist()
+    assert after["results_file"].tolist() == before["results_file"].tolist()

@@ -101,12 +101,20 @@ def test_shards_deal_whole_checkpoints_so_each_model_loads_once(tmp_path, count,
     monkeypatch.setattr(
         sweep, "_load_lm", lambda args, opts: loads.append(args) or SimpleNamespace()
     )
-    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: None)
+    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o, r=None: True)
     for i in range(count):
         shard = sweep.take_shard(units, i, count)
         assert len({u.checkpoint.rel for u in shard}) * len(TASKS) == len(shard)
         sweep.run_units(shard, None, OPTS)
     assert len(loads) == 6 and len(set(loads)) == 6
+
+
+def _state(unit, task_manager, opts=OPTS) -> str:
+    from sah_tasks import ledger
+
+    return ledger.status(
+        unit.out_dir, unit.task, sweep.unit_request(unit, ledger.Ledger(task_manager), opts)
+    )[0]
 
 
 def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
@@ -117,17 +125,17 @@ def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
     # 1. A sweep that dies while finalising its 4th unit (after 3 finished) ...
     real_finalise, calls = sweep._finalise, {"n": 0}
 
-    def dying_finalise(staging, out_dir):
+    def dying_finalise(staging, out_dir, task):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt("simulated kill")
-        real_finalise(staging, out_dir)
+        real_finalise(staging, out_dir, task)
 
     monkeypatch.setattr(sweep, "_finalise", dying_finalise)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_units(units, task_manager, OPTS)
     monkeypatch.setattr(sweep, "_finalise", real_finalise)
-    finished = [u for u in units if u.done]
+    finished = [u for u in units if _state(u, task_manager) == "done"]
     assert len(finished) == 3
     stamps = {u.key: next(u.out_dir.glob("results_*.json")).stat().st_mtime_ns for u in finished}
 
@@ -135,7 +143,7 @@ def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
     report = sweep.run_units(units, task_manager, OPTS)
     assert sorted(report.skipped) == sorted(stamps)
     assert len(report.done) == 3 and not report.failed
-    assert all(u.done for u in units)
+    assert all(_state(u, task_manager) == "done" for u in units)
     for u in finished:
         assert next(u.out_dir.glob("results_*.json")).stat().st_mtime_ns == stamps[u.key]
     assert not list(run_dir.rglob(".partial-*")), "staging folders must be cleaned up"
@@ -170,7 +178,9 @@ def test_one_model_load_per_checkpoint(run_dir, task_manager, monkeypatch):
         return model
 
     monkeypatch.setattr(sweep, "_load_lm", load)
-    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: evaluated.append(u.key))
+    monkeypatch.setattr(
+        sweep, "evaluate_unit", lambda lm, u, tm, o, r=None: evaluated.append(u.key) or True
+    )
     units = sweep.plan(sweep.discover(run_dir), TASKS)
     report = sweep.run_units(units, task_manager, OPTS)
     assert len(loads) == 3 and report.model_loads == 3 and len(evaluated) == 6
@@ -219,7 +229,7 @@ def test_vllm_lora_sweep_uses_one_engine_and_switches_adapters(tmp_path, task_ma
     monkeypatch.setattr(
         sweep,
         "evaluate_unit",
-        lambda lm, u, tm, o: seen.append((u.checkpoint.rel, lm.lora_request)),
+        lambda lm, u, tm, o, r=None: seen.append((u.checkpoint.rel, lm.lora_request)) or True,
     )
     monkeypatch.setattr(
         sweep.AdapterBook, "request", lambda self, p, cls=None: ("req", self.ids[Path(p)], str(p))
@@ -350,7 +360,9 @@ def test_a_checkpoint_that_fails_to_load_is_reported_and_the_rest_go_on(run_dir,
 
     evaluated = []
     monkeypatch.setattr(sweep, "_load_lm", load)
-    monkeypatch.setattr(sweep, "evaluate_unit", lambda lm, u, tm, o: evaluated.append(u.key))
+    monkeypatch.setattr(
+        sweep, "evaluate_unit", lambda lm, u, tm, o, r=None: evaluated.append(u.key) or True
+    )
     report = sweep.run_units(sweep.plan(sweep.discover(run_dir), TASKS), None, OPTS)
     assert sorted(rel for rel, _, _ in report.failed) == ["tiny/gsm8k/n32"] * 2
     assert all("truncated file" in why for _, _, why in report.failed)
@@ -392,3 +404,81 @@ def test_dry_run_shows_what_scores_each_unit(mixed_lora_dir, capsys):
     assert lines["m/gsm8k/n0"] == "org/base@abc123"
     assert lines["m/gsm8k/n32"] == f"org/base@abc123 + adapter {s / 'n32' / 'adapter'}"
     assert lines["m/gsm8k/B8_r1"] == lines["m/gsm8k/n8"] == str((s / "n8").resolve())
+
+
+# ----------------------------------------------------------------------------- the ledger
+def _one_unit(run_dir: Path) -> list[sweep.Unit]:
+    return sweep.plan(sweep.discover(run_dir, "*/n8"), ["sah_gsm8k"])
+
+
+def test_results_of_other_settings_are_reported_not_reused_and_overwrite_sets_them_aside(
+    run_dir, task_manager, fixture_env
+):
+    from dataclasses import replace
+
+    units = _one_unit(run_dir)
+    out_dir = units[0].out_dir
+    assert sweep.run_units(units, task_manager, OPTS).done == [units[0].key]
+    first = next(out_dir.glob("results_*.json"))
+    for changed in (replace(OPTS, limit=3), replace(OPTS, gen_kwargs="max_gen_toks=8"),
+                    replace(OPTS, seed=7)):  # fmt: skip
+        report = sweep.run_units(units, task_manager, changed)
+        assert report.done == [] and report.model_loads == 0
+        assert len(report.stale) == 1 and "differs in:" in report.stale[0][2]
+    assert "limit" in sweep.run_units(units, task_manager, replace(OPTS, limit=3)).stale[0][2]
+    assert list(out_dir.glob("results_*.json")) == [first]  # kept, not silently replaced
+    report = sweep.run_units(units, task_manager, replace(OPTS, limit=3, overwrite=True))
+    assert report.done == [units[0].key]
+    new = json.loads(next(out_dir.glob("results_*.json")).read_text())
+    assert new["n-samples"]["sah_gsm8k"]["effective"] == 3
+    assert [p.name for p in out_dir.glob("superseded/*/results_*.json")] == [first.name]
+    assert sweep.run_units(units, task_manager, replace(OPTS, limit=3)).skipped == [units[0].key]
+
+
+def test_torn_results_are_set_aside_and_evaluated_again(run_dir, task_manager, fixture_env):
+    units = _one_unit(run_dir)
+    out_dir = units[0].out_dir
+    out_dir.mkdir(parents=True)
+    (out_dir / "results_2026-01-01T00-00-00.json").write_text("")  # a 0-byte file (kill, full disk)
+    report = sweep.run_units(units, task_manager, OPTS)
+    assert report.done == [units[0].key] and not report.failed
+    assert len(list(out_dir.glob("superseded/*/results_*.json"))) == 1
+    assert _state(units[0], task_manager) == "done"
+
+
+def test_a_results_write_lm_eval_swallowed_fails_the_unit(
+    run_dir, task_manager, fixture_env, monkeypatch
+):
+    from lm_eval.loggers import EvaluationTracker
+
+    # lm-eval logs and swallows an OSError while writing (e.g. ENOSPC): nothing is written
+    monkeypatch.setattr(EvaluationTracker, "save_results_aggregated", lambda self, **kw: None)
+    units = _one_unit(run_dir)
+    report = sweep.run_units(units, task_manager, OPTS)
+    assert [k for k, *_ in report.failed] == [
+        "tiny/gsm8k/n8"
+    ] and "0 results files" in report.failed[0][2]
+    assert not list(units[0].out_dir.glob("results_*.json"))
+
+
+def test_one_writer_per_unit(run_dir, task_manager, fixture_env, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    units = _one_unit(run_dir)
+    lock = units[0].lock_path
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{socket.gethostname()} {holder.pid}")  # a live sweep holds the unit
+        report = sweep.run_units(units, task_manager, OPTS)
+        assert report.done == [] and len(report.busy) == 1 and lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without cleaning up: its lock is taken over
+    report = sweep.run_units(units, task_manager, OPTS)
+    assert report.done == [units[0].key] and not lock.exists()
+    assert os.getpid() != holder.pid

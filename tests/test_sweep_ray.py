@@ -48,7 +48,7 @@ def test_ray_sweep_scores_every_checkpoint_and_reports_a_broken_one(
     finally:
         ray.shutdown()
     out, err = capsys.readouterr()
-    assert "2 evaluated, 0 already done, 1 failed, 2 model load(s)" in out
+    assert "2 evaluated, 0 already done, 1 failed, 0 stale, 0 busy, 2 model load(s)" in out
     assert "FAILED tiny/gsm8k/n16 sah_gsm8k: model load failed" in err
     for n in (0, 8):
         assert list((root / f"tiny/gsm8k/n{n}/eval/sah_gsm8k").glob("results_*.json"))
