@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from analysis import figures as fg
 from analysis import tables as tb
-from analysis.atomic import write_text
+from analysis.atomic import remove_stale_temps, write_text
 from analysis.bootstrap import (
     CurveFit,
     curve_rng,
@@ -187,6 +187,8 @@ def analyse(run_dir: Path, opt: Options) -> Outputs:
     """Run everything and write `opt.out` (see docs/analysis.md for what each file holds)."""
     from analysis.report import write_report
 
+    for folder in {opt.out, *([opt.judge.cache_dir] if opt.judge else [])}:
+        remove_stale_temps(folder)  # left by an earlier run that was killed mid-write
     run = load_run(run_dir, strict=opt.strict, progress=opt.progress)
     primary = select_primary(run.table, opt.metrics)
     fits = _fit_all(run, primary, opt)

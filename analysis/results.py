@@ -9,7 +9,8 @@ lm-eval 0.4.13 writes, for `--output_path <ckpt>/eval/<eval_task> --log_samples`
 ...}}, "n-samples": {task: {"original", "effective"}}, "config": {..., "limit"}, ...}; each samples
 line holds one document under one filter: doc_id, doc, target, resps, filtered_resps, filter,
 metrics (the metric names) and each metric's value. Any depth below `eval/<eval_task>/` is
-accepted; when a folder holds several runs, the newest file wins for each task.
+accepted. When a folder holds several runs of a task, the newest complete one wins; a partial one
+(`--limit`: n-samples effective < original) is used only when no complete run reports the task.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.layout import Checkpoint, RunLayoutError, read_checkpoint
+from analysis.layout import MANIFEST, Checkpoint, RunLayoutError, read_checkpoint
 from analysis.metrics import item_fraction
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ COLUMNS = [
 
 class ResultsError(ValueError):
     """A run directory that cannot be analysed (missing, empty, or a malformed file in --strict)."""
+
+
+class DuplicateCheckpointError(ResultsError):
+    """Two checkpoint folders claim the same (model, task, N or B/r, seed): not two seeds."""
 
 
 @dataclass
@@ -81,6 +86,7 @@ class _Reader:
     strict: bool
     rows: list[dict[str, Any]] = field(default_factory=list)
     data: RunData | None = None
+    skipped: Counter[str] = field(default_factory=Counter)  # results files skipped, by reason
 
     def warn(self, message: str) -> None:
         if self.strict:
@@ -88,6 +94,11 @@ class _Reader:
         log.warning(message)
         assert self.data is not None
         self.data.warnings.append(message)
+
+    def skip(self, message: str, reason: str, files: int = 1) -> None:
+        """Warn about results files that give no rows, counted for the 'nothing readable' error."""
+        self.warn(message)
+        self.skipped[reason] += files
 
 
 def _locate(path: Path, run_dir: Path) -> tuple[Path, str] | None:
@@ -162,19 +173,38 @@ def read_samples(path: Path) -> dict[tuple[str, str], ItemScores]:
     return out
 
 
+def _is_partial(data: dict[str, Any], task: str, metrics: dict[str, Any]) -> bool:
+    """An lm-eval `--limit` run: fewer items evaluated (effective) than the task has (original)."""
+    effective, original = _item_counts(data, task, metrics)
+    return effective is not None and original is not None and effective < original
+
+
+def _item_counts(data: dict[str, Any], task: str, metrics: dict[str, Any]) -> tuple[Any, Any]:
+    n_samples = data.get("n-samples")
+    counts = n_samples.get(task) if isinstance(n_samples, dict) else None
+    counts = counts if isinstance(counts, dict) else {}
+    effective = counts.get("effective", metrics.get("sample_len"))
+    return effective, counts.get("original", effective)
+
+
+def _has_scores(metrics: dict[str, Any]) -> bool:
+    return any(
+        sep and not metric.endswith("_stderr")
+        for metric, sep, _ in (key.partition(",") for key in metrics)
+    )
+
+
 def _task_rows(
     ckpt: Checkpoint, task: str, metrics: dict[str, Any], data: dict[str, Any], path: Path
 ) -> list[dict[str, Any]]:
-    counts = data.get("n-samples", {}).get(task, {})
-    effective = counts.get("effective", metrics.get("sample_len"))
-    original = counts.get("original", effective)
+    effective, original = _item_counts(data, task, metrics)
     base = {
         "experiment": ckpt.experiment, "model": ckpt.model, "family": ckpt.family,
         "size_b": ckpt.size_b, "task": ckpt.task, "n": ckpt.n, "budget": ckpt.budget,
         "sft_fraction": ckpt.sft_fraction, "seed": ckpt.seed, "stage": ckpt.stage,
         "checkpoint": ckpt.checkpoint, "eval_task": task,
         "n_items": effective, "n_items_total": original,
-        "partial": effective is not None and original is not None and effective < original,
+        "partial": _is_partial(data, task, metrics),
         "has_samples": False, "results_file": str(path),
     }  # fmt: skip
     rows = []
@@ -223,25 +253,56 @@ def _attach_samples(
             )
 
 
-def _read_checkpoint_results(reader: _Reader, ckpt: Checkpoint, files: list[Path]) -> None:
-    seen: set[str] = set()
+@dataclass(frozen=True)
+class _Candidate:
+    """One results file's entry for one task."""
+
+    partial: bool
+    task: str
+    path: Path
+    data: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def _file_candidates(reader: _Reader, path: Path, data: dict[str, Any]) -> list[_Candidate]:
+    groups = set(data.get("groups", {}))  # group rows are aggregates of their subtasks
+    tasks = {t: m for t, m in data["results"].items() if t not in groups and isinstance(m, dict)}
+    usable = {t: m for t, m in tasks.items() if _has_scores(m)}
+    if not usable:
+        reader.skip(f"{path}: no task with '<metric>,<filter>' scores in 'results' "
+                    f"(tasks: {', '.join(map(repr, tasks)) or 'none'}); skipped", "without task scores")  # fmt: skip
+        return []
+    for task in sorted(set(tasks) - set(usable)):
+        reader.warn(f"{path}: task {task!r} has no '<metric>,<filter>' entries")
+    return [_Candidate(_is_partial(data, t, m), t, path, data, m) for t, m in usable.items()]
+
+
+def _candidates_by_task(reader: _Reader, files: list[Path]) -> dict[str, list[_Candidate]]:
+    """Per task, every file reporting it: complete before partial, newest first within each."""
+    by_task: dict[str, list[_Candidate]] = defaultdict(list)
     for path in _newest_first(files):
         try:
             data = _read_json(path)
         except ResultsError as e:
-            reader.warn(str(e))
+            reader.skip(str(e), "unreadable")
             continue
-        groups = set(data.get("groups", {}))
-        for task, metrics in data["results"].items():
-            if task in seen or task in groups or not isinstance(metrics, dict):
-                continue  # a newer file already gave this task; group rows are aggregates
-            seen.add(task)
-            rows = _task_rows(ckpt, task, metrics, data, path)
-            if not rows:
-                reader.warn(f"{path}: task {task!r} has no '<metric>,<filter>' entries")
-                continue
-            _attach_samples(reader, ckpt, task, path, rows)
-            reader.rows.extend(rows)
+        for cand in _file_candidates(reader, path, data):
+            by_task[cand.task].append(cand)
+    for cands in by_task.values():
+        cands.sort(key=lambda c: c.partial)  # stable: newest first within complete / partial
+    return by_task
+
+
+def _read_checkpoint_results(reader: _Reader, ckpt: Checkpoint, files: list[Path]) -> None:
+    for task, cands in sorted(_candidates_by_task(reader, files).items()):
+        best = cands[0]
+        ignored = [c.path.name for c in cands[1:] if c.partial]
+        if ignored and not best.partial:
+            log.info("%s: %s: complete %s preferred over partial %s", ckpt.checkpoint,
+                     task, best.path.name, ", ".join(ignored))  # fmt: skip
+        rows = _task_rows(ckpt, task, best.metrics, best.data, best.path)
+        _attach_samples(reader, ckpt, task, best.path, rows)
+        reader.rows.extend(rows)
 
 
 def _not_finalised(rel: Path) -> bool:
@@ -264,6 +325,40 @@ def _discover(reader: _Reader) -> dict[Path, list[Path]]:
     return by_ckpt
 
 
+_UNKNOWN_IDENTITY = "in checkpoint folders of unknown identity"
+IDENTITY = ("experiment", "model", "task", "n", "budget", "sft_fraction", "seed")
+
+
+def _nothing_readable(reader: _Reader) -> str:
+    total = sum(reader.skipped.values())
+    why = ", ".join(f"{k} {reason}" for reason, k in sorted(reader.skipped.items()))
+    return (
+        f"{reader.run_dir}: no readable results: {total} results file{'s' * (total != 1)} "
+        f"skipped ({why}), see warnings above"
+    )
+
+
+def _refuse_duplicate_identities(
+    run_dir: Path, checkpoints: dict[str, Checkpoint], used: set[str]
+) -> None:
+    """Folders with one identity would be averaged as if they were seeds: refuse, naming them."""
+    by_identity: dict[tuple, list[str]] = defaultdict(list)
+    for name in sorted(used):
+        ckpt = checkpoints[name]
+        by_identity[tuple(getattr(ckpt, f) for f in IDENTITY)].append(name)
+    clashes = [(key, names) for key, names in by_identity.items() if len(names) > 1]
+    if not clashes:
+        return
+    key, names = clashes[0]
+    identity = ", ".join(f"{f}={v}" for f, v in zip(IDENTITY, key, strict=True) if v is not None)
+    more = f" ({len(clashes) - 1} more identities are shared too)" if len(clashes) > 1 else ""
+    raise DuplicateCheckpointError(
+        f"{run_dir}: checkpoint folders {', '.join(names)} have the same identity ({identity}), "
+        f"so their scores would be averaged as if they were different seeds{more}; give each "
+        f"its own 'seed' in {MANIFEST}, or move the copies into a superseded/ folder"
+    )
+
+
 def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -> RunData:
     """Read all results under `run_dir`. Problems become warnings (errors with `strict`)."""
     run_dir = Path(run_dir).expanduser().resolve()
@@ -283,12 +378,17 @@ def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -
         try:
             ckpt, notes = read_checkpoint(ckpt_dir, run_dir)
         except RunLayoutError as e:
-            reader.warn(f"{e}; its results are skipped")
+            reader.skip(f"{e}; its results are skipped", _UNKNOWN_IDENTITY, files=len(files))
             continue
         for note in notes:
             reader.warn(note)
         reader.data.checkpoints[ckpt.checkpoint] = ckpt
         _read_checkpoint_results(reader, ckpt, files)
+    if not reader.rows:
+        raise ResultsError(_nothing_readable(reader))
+    _refuse_duplicate_identities(
+        run_dir, reader.data.checkpoints, {r["checkpoint"] for r in reader.rows}
+    )
     table = pd.DataFrame(reader.rows, columns=COLUMNS)
     for col in ("n", "budget", "seed", "n_items", "n_items_total"):
         table[col] = table[col].astype("Int64")

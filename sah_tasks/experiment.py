@@ -34,13 +34,14 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trainers.launch import FORWARDED, run_forwarding
 
 STAGES = ("train", "eval", "analyse")
 TRAINER_SCRIPTS = {"sft": "trainers/sft.py", "dpo": "trainers/dpo.py"}
@@ -174,7 +175,9 @@ def run_experiment(exp: Experiment, stages: tuple[str, ...] = STAGES, dry_run: b
         print(f"[sah run] {stage}: {shlex.join(cmd)}", flush=True)
         if dry_run:
             continue
-        rc = subprocess.call(cmd, env=env)
+        rc = run_forwarding(cmd, env)
+        if rc > 128 and rc - 128 in [int(s) for s in FORWARDED]:
+            return rc
         if rc != 0:
             print(f"[sah run] stage {stage!r} failed (exit {rc}); fix it and rerun: "
                   "finished work is kept and skipped", file=sys.stderr)  # fmt: skip
@@ -207,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     except ExperimentError as e:
         print(f"sah: error: {e}", file=sys.stderr)
         return 2
-    return run_experiment(exp, stages, args.dry_run)
+    try:
+        return run_experiment(exp, stages, args.dry_run)
+    except KeyboardInterrupt:
+        print("[sah run] interrupted; rerun to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

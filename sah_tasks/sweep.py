@@ -864,6 +864,14 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # finished units are kept; the interrupted one is redone
+        print("sah-eval sweep: interrupted; rerun the same command to finish", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

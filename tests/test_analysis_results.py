@@ -185,3 +185,107 @@ def test_staging_and_superseded_results_are_never_read(run_dir):
     after = load_run(run_dir, progress=False).table
     assert after["value"].tolist() == before["value"].tolist()
     assert after["results_file"].tolist() == before["results_file"].tolist()
+
+
+def _results_files(run_dir):
+    return sorted(run_dir.rglob("results_*.json"))
+
+
+def test_nothing_readable_is_one_clear_error_and_a_failing_exit(run_dir, capsys):
+    from analysis.cli import main
+
+    files = _results_files(run_dir)
+    for path in files:
+        path.write_text("{ not json")
+    with pytest.raises(ResultsError) as err:
+        load_run(run_dir, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{run_dir}: no readable results: {len(files)} results files ")
+    assert f"({len(files)} unreadable), see warnings above" in message
+    assert main([str(run_dir), "--quiet", "--out", str(run_dir.parent / "out")]) != 0
+    captured = capsys.readouterr()
+    assert "analysed" not in captured.out
+    (line,) = [ln for ln in captured.err.splitlines() if ln.startswith("error:")]
+    assert str(run_dir) in line and "no readable results" in line
+    assert not (run_dir.parent / "out").exists()
+
+
+def test_nothing_readable_when_every_checkpoint_or_task_is_skipped(run_dir):
+    files = _results_files(run_dir)
+    for manifest in run_dir.rglob("sah_manifest.json"):
+        manifest.write_text("[]")  # not an object: the checkpoint's identity is unknown
+    with pytest.raises(ResultsError, match=rf"{len(files)} results files skipped \({len(files)} "
+                       r"in checkpoint folders of unknown identity\)"):  # fmt: skip
+        load_run(run_dir, progress=False)
+    shutil.rmtree(run_dir)
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    write_manifest(ckpt, "synthetic", "llama-3-8b", "gsm8k", 100)
+    folder = ckpt / "eval" / "sah_gsm8k"
+    folder.mkdir(parents=True)
+    (folder / "results_2025-01-01T00-00-00.json").write_text(json.dumps({"results": {}}))
+    with pytest.raises(ResultsError, match=r"1 results file skipped \(1 without task scores\)"):
+        load_run(run_dir, progress=False)
+
+
+def _partial_eval(ckpt, date_id):
+    lines = [ln for ln in item_lines(EVAL_TASKS["sah_gsm8k"], 0.0, 60, 100, 3) if ln["doc_id"] < 20]
+    return write_eval(ckpt, "sah_gsm8k", lines, n_total=60, date_id=date_id)
+
+
+def test_complete_result_wins_over_a_newer_partial_one(run_dir):
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    name = "llama-3-8b/gsm8k/n100"
+    complete = next((ckpt / "eval" / "sah_gsm8k").rglob("results_*.json"))
+    newer_complete = write_eval(ckpt, "sah_gsm8k", item_lines(EVAL_TASKS["sah_gsm8k"], 0.9, 60,
+                                100, 7), date_id="2026-01-01T00-00-00.000000")  # fmt: skip
+    partial = _partial_eval(ckpt, "2026-06-01T00-00-00.000000")  # newest of all, --limit 20
+    run = load_run(run_dir, progress=False)
+    rows = run.table[(run.table["checkpoint"] == name) & (run.table["eval_task"] == "sah_gsm8k")]
+    assert set(rows["results_file"]) == {str(newer_complete)}  # the newest complete one
+    assert not rows["partial"].any() and (rows["n_items"] == 60).all() and rows["has_samples"].all()
+    assert not any("partial run" in w for w in run.warnings)
+    load_run(run_dir, strict=True, progress=False)  # an unused partial file is no problem
+    newer_complete.unlink()
+    run = load_run(run_dir, progress=False)  # an older complete one still beats the partial one
+    rows = run.table[(run.table["checkpoint"] == name) & (run.table["eval_task"] == "sah_gsm8k")]
+    assert set(rows["results_file"]) == {str(complete)} and not rows["partial"].any()
+    for path in (complete, *ckpt.rglob("samples_sah_gsm8k_2025*.jsonl")):
+        path.unlink()
+    run = load_run(run_dir, progress=False)  # only the partial one is left: used, flagged
+    rows = run.table[(run.table["checkpoint"] == name) & (run.table["eval_task"] == "sah_gsm8k")]
+    assert set(rows["results_file"]) == {str(partial)}
+    assert rows["partial"].all() and (rows["n_items"] == 20).all()
+    assert any(str(partial) in w and "20 of 60" in w for w in run.warnings)
+
+
+def test_copied_checkpoint_folder_is_refused_unless_its_seed_differs(run_dir, capsys):
+    from analysis.cli import main
+    from analysis.results import DuplicateCheckpointError
+
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    copy = ckpt.with_name("n100_copy")
+    shutil.copytree(ckpt, copy)
+    with pytest.raises(DuplicateCheckpointError) as err:
+        load_run(run_dir, progress=False)
+    message = str(err.value)
+    assert "llama-3-8b/gsm8k/n100, llama-3-8b/gsm8k/n100_copy" in message
+    assert "model=llama-3-8b, task=gsm8k, n=100, seed=0" in message and "seeds" in message
+    assert main([str(run_dir), "--quiet", "--out", str(run_dir.parent / "out")]) == 2
+    assert "n100_copy" in capsys.readouterr().err
+    manifest = json.loads((copy / "sah_manifest.json").read_text())
+    (copy / "sah_manifest.json").write_text(json.dumps({**manifest, "seed": 1}))
+    table = load_run(run_dir, progress=False).table
+    assert sorted(set(table[table["n"] == 100]["seed"])) == [0, 1]  # two seeds: legitimate
+
+
+def test_copied_budget_checkpoint_is_refused(tmp_path):
+    from analysis.results import DuplicateCheckpointError
+
+    for leaf in ("B1000_r0.25", "B1000_r0.25_copy"):
+        ckpt = tmp_path / "exp" / "qwen2-0.5b" / "gsm8k" / leaf
+        write_manifest(ckpt, "exp", "qwen2-0.5b", "gsm8k", 250, budget=1000, sft_fraction=0.25)
+        write_eval(ckpt, "sah_gsm8k", item_lines(EVAL_TASKS["sah_gsm8k"], 0.3, 10, 250, 0))
+    with pytest.raises(DuplicateCheckpointError,
+                       match=r"B1000_r0.25, .*B1000_r0.25_copy .*budget=1000, sft_fraction=0.25, "
+                             r"seed=0"):  # fmt: skip
+        load_run(tmp_path / "exp", progress=False)

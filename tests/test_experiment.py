@@ -132,3 +132,50 @@ def test_shipped_experiment_configs_load_and_point_at_real_files():
             if step.accelerate_config:
                 assert (root / step.accelerate_config).is_file(), (path, step.accelerate_config)
         assert exp.eval, path
+
+
+# a stage that, like every sah CLI, stops on Ctrl-C with one line and exit status 130
+STAGE = """
+import os, sys, time
+print(os.getpid(), flush=True)
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+RUN_STAGE = f"""
+import os, sys
+from trainers.launch import run_forwarding as run_stage
+sys.exit(run_stage([sys.executable, "-c", {STAGE!r}], dict(os.environ)))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_sah_run_never_leaves_its_stage_running(sig):
+    """A signal to `sah run` reaches the running stage (forwarded, or by the kernel when `sah run`
+    is SIGKILLed), which is waited for; one line is printed, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", RUN_STAGE], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    child_pid = int(parent.stdout.readline())
+    parent.send_signal(getattr(signal, sig))
+    rc = parent.wait(timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child_pid, signal.SIGKILL)
+        pytest.fail(f"the stage (pid {child_pid}) kept running after {sig} to sah run")
+    err = parent.stderr.read()
+    assert "Traceback" not in err
+    if sig != "SIGKILL":
+        assert rc == 128 + getattr(signal, sig) and err.count("\n") == 1 and sig in err

@@ -24,7 +24,14 @@ from typing import Any
 
 from trainers.config import ConfigError, slugify, to_jsonable
 from trainers.data import Example, PreferencePair
-from trainers.manifest import MANIFEST_NAME, Manifest, mark_completed, write_manifest
+from trainers.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    is_completed,
+    mark_completed,
+    read_manifest,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +218,23 @@ class RunArguments:
             "help": "Resume an incomplete run from its last checkpoint if the recipe is unchanged."
         },
     )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Retrain a completed run whose recipe differs from this one (the old one is "
+            "moved to <experiment>/.superseded/). Without it such a run is an error."
+        },
+    )
+
+
+def check_trains_something(training_args: Any) -> None:
+    """Zero optimizer steps would write a COMPLETED checkpoint equal to the base model."""
+    steps, epochs = training_args.max_steps, training_args.num_train_epochs
+    if steps <= 0 and epochs <= 0:
+        raise ConfigError(
+            f"num_train_epochs {epochs:g} with max_steps {steps}: this trains nothing; set "
+            "num_train_epochs > 0, or max_steps > 0 (which overrides it)"
+        )
 
 
 def run_seed(args: RunArguments, training_args: Any) -> int:
@@ -366,23 +390,122 @@ def snapshot(**parts: Any) -> dict[str, Any]:
     return out
 
 
-def fingerprint(config: dict[str, Any]) -> str:
-    """Identity of a unit's recipe, to decide whether an incomplete run may be resumed."""
-    stable = json.loads(json.dumps(config, sort_keys=True))
-    for part in stable.values():
+# Options that decide where a unit is written, how it is logged, saved and resumed, and what
+# the analysis calls it, but not what is trained: not part of a recipe.
+NOT_RECIPE_PREFIXES = ("log", "hub_", "save_", "eval_", "push_to_hub")
+NOT_RECIPE_KEYS = frozenset({
+    "output_dir", "run_name", "report_to", "disable_tqdm", "local_rank", "save_strategy",
+    "resume_from_checkpoint", "do_eval", "per_device_eval_batch_size", "batch_eval_metrics",
+    "bf16_full_eval", "fp16_full_eval", "include_num_input_tokens_seen",
+    "experiment", "output_root", "model_slug", "model_family", "model_size_b",
+    "merge_lora", "keep_checkpoints", "resume", "overwrite",
+})  # fmt: skip
+# Manifest fields that, with the config, decide what a unit's weights are.
+RECIPE_FIELDS = ("base_model", "base_revision", "task", "n", "seed", "stage", "lora",
+                 "train_data", "subset_hash", "budget", "sft_fraction")  # fmt: skip
+
+
+def recipe(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What decides a unit's weights: its config without logging/location options, its data
+    (content hash), subset, seed, base model and revision."""
+    config = json.loads(json.dumps(manifest.get("config") or {}, sort_keys=True, default=str))
+    for part in config.values():
         if isinstance(part, dict):
-            for key in ("output_dir", "logging_dir", "run_name", "resume_from_checkpoint"):
-                part.pop(key, None)
-    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+            for key in [k for k in part if _not_recipe(k)]:
+                part.pop(key)
+    stable = {k: manifest.get(k) for k in RECIPE_FIELDS}
+    return {"config": config, **json.loads(json.dumps(stable, default=str))}
+
+
+def _not_recipe(key: str) -> bool:
+    return key in NOT_RECIPE_KEYS or key.startswith(NOT_RECIPE_PREFIXES)
+
+
+def fingerprint(manifest: dict[str, Any]) -> str:
+    """Identity of a unit's recipe, to decide whether a run may be resumed or reused."""
+    return hashlib.sha256(json.dumps(recipe(manifest), sort_keys=True).encode()).hexdigest()
+
+
+def recipe_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted names of the recipe entries that differ, e.g. `config.training.learning_rate`."""
+    a, b = _flatten(recipe(old)), _flatten(recipe(new))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def completed_unchanged(run_dir: Path, manifest: Manifest, overwrite: bool, root: Path) -> bool:
+    """True when `run_dir` is completed with exactly this recipe (skip it); False when it must
+    be trained (not completed, or completed differently and set aside with `overwrite`).
+
+    A completed unit with another recipe is never reused silently: without `overwrite` this is a
+    ConfigError saying what differs. Every rank decides alike (they read the same files).
+    """
+    if not is_completed(run_dir):
+        return False
+    recorded = read_manifest(run_dir)
+    differences = recipe_differences(recorded, manifest.to_dict())
+    if not differences:
+        return True
+    shown = ", ".join(differences[:8]) + (", ..." if len(differences) > 8 else "")
+    aside = superseded_dir(run_dir, root)
+    if not overwrite:
+        raise ConfigError(
+            f"{run_dir} is completed, but with a different recipe (differs in: {shown}). "
+            f"Train this recipe under a new --experiment name, or pass --overwrite true to "
+            f"retrain it here (the completed one is then moved to {aside.parent}/)"
+        )
+    if is_main_process():
+        log.warning("%s: recipe changed (%s); moving it to %s", run_dir, shown, aside)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.rename(aside)
+    return False
+
+
+def superseded_dir(run_dir: Path, root: Path) -> Path:
+    """Where `--overwrite` keeps a replaced unit: `<root>/.superseded/<rel>-<stamp>` (a hidden
+    folder, which the sweep and the analysis never read)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    rel = Path(os.path.relpath(run_dir, root))
+    return Path(root) / ".superseded" / rel.parent / f"{rel.name}-{stamp}"
+
+
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into a checkpoint-N folder
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest *complete* Trainer checkpoint (one with its trainer_state.json)."""
     steps = []
     for path in run_dir.glob("checkpoint-*"):
         suffix = path.name.removeprefix("checkpoint-")
-        if path.is_dir() and suffix.isdigit():
+        if path.is_dir() and suffix.isdigit() and (path / TRAINER_STATE).is_file():
             steps.append((int(suffix), path))
     return max(steps)[1] if steps else None
+
+
+def set_aside_torn_checkpoints(run_dir: Path) -> list[Path]:
+    """Rename `checkpoint-N` folders without trainer_state.json (a kill while the Trainer was
+    saving) to `.torn-checkpoint-N`, so that neither we nor the Trainer resume from them."""
+    moved = []
+    for path in sorted(run_dir.glob("checkpoint-*")):
+        if path.is_dir() and not (path / TRAINER_STATE).is_file():
+            target = path.with_name(f".torn-{path.name}")
+            if target.exists():
+                shutil.rmtree(target)
+            path.rename(target)
+            log.warning("%s has no %s (torn by a kill); set aside as %s", path, TRAINER_STATE,
+                        target.name)  # fmt: skip
+            moved.append(target)
+    return moved
 
 
 def prepare_run_dir(run_dir: Path, unit_fingerprint: str, resume: bool) -> Path | None:
@@ -394,6 +517,7 @@ def prepare_run_dir(run_dir: Path, unit_fingerprint: str, resume: bool) -> Path 
     marker = run_dir / FINGERPRINT_NAME
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
+        set_aside_torn_checkpoints(run_dir)
         same = marker.is_file() and marker.read_text().strip() == unit_fingerprint
         if not (resume and same and latest_checkpoint(run_dir)):
             if any(run_dir.iterdir()):
@@ -559,11 +683,13 @@ class Unit:
 
 def train_unit(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
     """prepare (or resume) -> train -> save -> merge/manifest/COMPLETED; every rank calls it."""
-    resume_from = prepare_run_dir(unit.run_dir, fingerprint(unit.manifest.config), unit.resume)
+    resume_from = prepare_run_dir(unit.run_dir, fingerprint(unit.manifest.to_dict()), unit.resume)
     tokenizer = load_tokenizer(unit.model_args, unit.training_args.trust_remote_code)
     check_prompt_format(unit.prompt_format, tokenizer)
     trainer = build_trainer(tokenizer)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if trainer.state.global_step == 0:  # e.g. an empty dataloader: never mark it completed
+        raise ConfigError(f"{unit.run_dir}: training ran 0 optimizer steps; nothing was learned")
     lora = unit.manifest.lora
     save_trained(trainer, unit.run_dir, lora)
     release(trainer)

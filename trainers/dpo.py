@@ -30,6 +30,7 @@ if __name__ == "__main__" and not __package__:  # run as a file (see sft.py)
 
 import copy
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -41,6 +42,8 @@ from trainers.common import (
     Unit,
     barrier,
     check_one_unit_per_process,
+    check_trains_something,
+    completed_unchanged,
     describe_run_base,
     load_model,
     peft_config,
@@ -176,6 +179,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DPORun:
     budget, training, model = parse_dataclasses(
         (BudgetArguments, DPOConfig, ModelConfig), argv, prog="trainers/dpo.py"
     )
+    check_trains_something(training)
     return DPORun(budget, training, model)
 
 
@@ -286,35 +290,42 @@ def run_budget(
     cache = cache or PoolCache()
     split = BudgetSplit.of(budget, fraction)
     run_dir = budget_dir(run, base, split)
-    done = is_completed(run_dir)
-    barrier()  # every rank decides before rank 0 can mark it completed (see sft.train_scale)
-    if done:
-        log.info("%s is completed; skipping", run_dir)
-        return run_dir
+    # a completed SFT stage is skipped here (its recipe checked), a missing one trained
     stage = train_sft_stage(run, base, split, cache)
     if run.budget.only_stage == "sft":
         return run_dir
+    args = run_training_args(run, split, run_dir)
     if split.n_dpo == 0:  # r = 1: the budget point is the SFT checkpoint itself
         assert stage.run_dir is not None and stage.pool is not None
-        args = run_training_args(run, split, run_dir)
         manifest = budget_manifest(run, base, split, stage, [], stage.pool, run_dir, args)
         # A pointer at the SFT checkpoint *folder* (not at what that folder serves): the sweep
         # serves it exactly as that checkpoint, merged, full or LoRA with its adapter/.
         manifest.model_path = portable_path(stage.run_dir, run_dir, experiment_root(run))
         manifest.lora = bool(read_manifest(stage.run_dir)["lora"])
-        write_pointer_manifest(run_dir, manifest)
+        if not _skip_completed(run, run_dir, manifest):
+            write_pointer_manifest(run_dir, manifest)
         return run_dir
     pref_pool = preference_pool(run, cache)
     pairs = preference_subset(run, pref_pool, split, stage)
-    args = run_training_args(run, split, run_dir)
     model_args = start_model_args(run, stage)
     manifest = budget_manifest(run, base, split, stage, pairs, pref_pool, run_dir, args)
     if run.model.use_peft and not run.budget.merge_lora:  # serve the start model + adapter/
         manifest.model_path = portable_path(
             model_args.model_name_or_path, run_dir, experiment_root(run)
         )
-    train_dpo(run, args, model_args, pairs, manifest, run_dir)
+    if not _skip_completed(run, run_dir, manifest):
+        train_dpo(run, args, model_args, pairs, manifest, run_dir)
     return run_dir
+
+
+def _skip_completed(run: DPORun, run_dir: Path, manifest: Manifest) -> bool:
+    """Completed with this recipe: skip. Every rank decides before rank 0 can mark it completed
+    (see sft.train_scale); a completed run with another recipe is an error (or `overwrite`)."""
+    done = completed_unchanged(run_dir, manifest, run.budget.overwrite, experiment_root(run))
+    barrier()
+    if done:
+        log.info("%s is completed with this recipe; skipping", run_dir)
+    return done
 
 
 def train_sft_stage(run: DPORun, base: BaseModel, split: BudgetSplit, cache: PoolCache) -> SFTStage:
@@ -475,6 +486,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         return run_dpo(parse_args(argv))
     except sft.USER_ERRORS as e:
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

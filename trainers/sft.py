@@ -25,6 +25,7 @@ if __name__ == "__main__" and not __package__:  # run as a file, e.g. by `accele
 
 import copy
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -35,6 +36,8 @@ from trainers.common import (
     Unit,
     barrier,
     check_one_unit_per_process,
+    check_trains_something,
+    completed_unchanged,
     describe_run_base,
     load_model,
     peft_config,
@@ -118,6 +121,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SFTRun:
     )
     run = SFTRun(scale, training, model)
     check_overrides(run.scale.scale_overrides, type(run.training))
+    for n in run.scale.scales:  # the effective options of each scale (with its overrides)
+        if n > 0:
+            check_trains_something(scale_training_args(run, n, Path(".")))
     return run
 
 
@@ -166,13 +172,6 @@ def run_sft(run: SFTRun) -> list[Path]:
 def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
     """Train scale `n` unless it is completed; return its run directory."""
     run_dir = scale_dir(run, base, n)
-    done = is_completed(run_dir)
-    # Every rank decides before rank 0 can mark this scale completed (n0 is marked at once):
-    # a rank that looked later would skip the unit's barriers and deadlock the others.
-    barrier()
-    if done:
-        log.info("%s is completed; skipping", run_dir)
-        return run_dir
     subset = select_subset(pool.examples, n, run.seed, pool_name=_pool_name(pool))
     args = scale_training_args(run, n, run_dir)
     config = unit_config(run, args, n, len(pool.examples))
@@ -194,6 +193,13 @@ def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
         subset_hash=subset_hash(ex.id for ex in subset),
         config=config,
     )
+    done = completed_unchanged(run_dir, manifest, run.scale.overwrite, experiment_root(run))
+    # Every rank decides before rank 0 can mark this scale completed (n0 is marked at once):
+    # a rank that looked later would skip the unit's barriers and deadlock the others.
+    barrier()
+    if done:
+        log.info("%s is completed with this recipe; skipping", run_dir)
+        return run_dir
     if n == 0:
         write_pointer_manifest(run_dir, manifest)
         return run_dir
@@ -260,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         return run_sft(parse_args(argv))
     except USER_ERRORS as e:
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
