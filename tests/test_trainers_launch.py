@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from trainer_helpers import dpo_argv, sft_argv, write_sft_yaml
 
-from trainers import launch
-from trainers.manifest import mark_completed
+from trainers import launch, sft
+from trainers.manifest import mark_completed, write_manifest
 
 
 def test_sft_launches_one_process_per_pending_scale(tiny_model_dir, tmp_path, capsys):
     argv = sft_argv(tiny_model_dir, tmp_path, "--scales", "0", "8", "16", "32")
-    done = tmp_path / "test" / "tiny" / "gsm8k" / "n16"
-    done.mkdir(parents=True)
-    mark_completed(done)
+    run = sft.parse_args(argv)  # n16 completed with this recipe (its manifest as sft.py writes it)
+    plan = sft.plan_scale(run, sft.load_pool(run), sft.describe_run_model(run), 16)
+    plan.run_dir.mkdir(parents=True)
+    write_manifest(plan.run_dir, plan.manifest)
+    mark_completed(plan.run_dir)
     code = launch.main(
         ["--accelerate_config", "configs/accelerate/ddp.yaml", "--dry_run", "sft", *argv]
     )

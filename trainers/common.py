@@ -27,9 +27,11 @@ from trainers.data import Example, PreferencePair
 from trainers.manifest import (
     MANIFEST_NAME,
     Manifest,
+    UnitBusy,
     is_completed,
     mark_completed,
     read_manifest,
+    unit_lock,
     write_manifest,
 )
 
@@ -598,6 +600,17 @@ def merge_adapter(model_args: Any, training_args: Any, tokenizer, run_dir: Path)
     release(base, merged)
 
 
+def shared_from_main(value: Any) -> Any:
+    """The main process's `value`, on every rank."""
+    if state().num_processes <= 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    shared = [value]
+    broadcast_object_list(shared, from_process=0)
+    return shared[0]
+
+
 def on_main_process(work: Callable[[], None], what: str) -> None:
     """Run `work` on the main process; every rank raises if it failed there.
 
@@ -611,14 +624,35 @@ def on_main_process(work: Callable[[], None], what: str) -> None:
         except Exception as e:  # shared below, then re-raised on every rank
             log.exception("%s failed on the main process", what)
             error = f"{type(e).__name__}: {e}"
-    if state().num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        shared = [error]
-        broadcast_object_list(shared, from_process=0)
-        error = shared[0]
+    error = shared_from_main(error)
     if error is not None:
         raise RuntimeError(f"{what} failed on the main process: {error}")
+
+
+@contextmanager
+def training_lock(run_dir: Path):
+    """One trainer per unit: the main process holds `.<unit>.lock` beside the unit's folder (not
+    in it: an incomplete folder is emptied before training). A second trainer on the same unit
+    stops with a ConfigError naming the holder; a lock left by a dead process is taken over."""
+    lock = run_dir.parent / f".{run_dir.name}.lock"
+    held, error = None, None
+    if is_main_process():
+        try:
+            held = unit_lock(lock)
+            held.__enter__()
+        except UnitBusy as e:
+            error = str(e)
+    error = shared_from_main(error)
+    if error is not None:
+        raise ConfigError(
+            f"{run_dir} is being trained by another process ({error}); wait for it to finish "
+            "or stop it, then rerun"
+        )
+    try:
+        yield
+    finally:
+        if held is not None:
+            held.__exit__(None, None, None)
 
 
 def finish_run_dir(
@@ -682,7 +716,20 @@ class Unit:
 
 
 def train_unit(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
-    """prepare (or resume) -> train -> save -> merge/manifest/COMPLETED; every rank calls it."""
+    """lock -> prepare (or resume) -> train -> save -> merge/manifest/COMPLETED; every rank."""
+    unit.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with training_lock(unit.run_dir):
+        # another trainer may have finished it while we waited to start: look again, locked
+        root = unit.run_dir.parents[2]
+        done = completed_unchanged(unit.run_dir, unit.manifest, False, root)
+        barrier()
+        if done:
+            log.info("%s was completed by another process; skipping", unit.run_dir)
+            return
+        _train_locked(unit, build_trainer)
+
+
+def _train_locked(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
     resume_from = prepare_run_dir(unit.run_dir, fingerprint(unit.manifest.to_dict()), unit.resume)
     tokenizer = load_tokenizer(unit.model_args, unit.training_args.trust_remote_code)
     check_prompt_format(unit.prompt_format, tokenizer)

@@ -29,7 +29,13 @@ def sft_units(argv: Sequence[str]) -> list[list[str]]:
     """Script arguments of each scale still to do."""
     run = sft.parse_args(argv)
     base = sft.describe_run_model(run)
-    pending = [n for n in run.scale.scales if not is_completed(sft.scale_dir(run, base, n))]
+    completed = [n for n in run.scale.scales if is_completed(sft.scale_dir(run, base, n))]
+    if completed:  # a completed scale counts only with this recipe (else an error, or overwrite)
+        pool = sft.load_pool(run)
+        completed = [
+            n for n in completed if sft.is_current(run, sft.plan_scale(run, pool, base, n))
+        ]
+    pending = [n for n in run.scale.scales if n not in completed]
     groups = [[n] for n in pending if n > 0] or [[0]] * bool(pending)
     if 0 in pending and groups[0] != [0]:
         groups[0].insert(0, 0)  # N=0 trains nothing: it rides along with the first unit

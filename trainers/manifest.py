@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +157,48 @@ def _relocated(value: Any, folder: Path, root: Path) -> Any:
             if target.exists():
                 return portable_path(target, folder, root)
     return value
+
+
+class UnitBusy(RuntimeError):
+    """Another live process holds a unit's lock (a training scale, an evaluation unit)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def unit_lock(lock_path: Path) -> Iterator[None]:
+    """Hold `lock_path` for the duration; UnitBusy if a live process holds it."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_path.read_text(encoding="utf-8", errors="replace").split()
+            same_host = len(holder) == 2 and holder[0] == socket.gethostname()
+            if same_host and holder[1].isdigit() and not _alive(int(holder[1])):
+                lock_path.unlink(missing_ok=True)  # left by a dead process: take it over
+                continue
+            raise UnitBusy(
+                f"{lock_path} is held by {' '.join(holder) or 'another process'}"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    else:
+        raise UnitBusy(f"{lock_path}: could not take over a stale lock")
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -169,13 +169,20 @@ def run_sft(run: SFTRun) -> list[Path]:
     return [train_scale(run, pool, base, n) for n in run.scale.scales]
 
 
-def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
-    """Train scale `n` unless it is completed; return its run directory."""
+@dataclass
+class ScalePlan:
+    """Scale `n` as it is asked for: where, on which examples, with what recipe."""
+
+    run_dir: Path
+    subset: list[Any]
+    args: Any  # the SFTConfig of this scale
+    manifest: Manifest
+
+
+def plan_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> ScalePlan:
     run_dir = scale_dir(run, base, n)
     subset = select_subset(pool.examples, n, run.seed, pool_name=_pool_name(pool))
     args = scale_training_args(run, n, run_dir)
-    config = unit_config(run, args, n, len(pool.examples))
-    lora = bool(run.model.use_peft) and n > 0
     manifest = Manifest(
         experiment=run.scale.experiment,
         model_slug=base.slug,
@@ -188,25 +195,39 @@ def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
         seed=run.seed,
         stage="sft" if n > 0 else "base",
         model_path=_model_path(run, base, run_dir, n),
-        lora=lora,
+        lora=bool(run.model.use_peft) and n > 0,
         train_data=pool.train_data(),
         subset_hash=subset_hash(ex.id for ex in subset),
-        config=config,
+        config=unit_config(run, args, n, len(pool.examples)),
     )
-    done = completed_unchanged(run_dir, manifest, run.scale.overwrite, experiment_root(run))
+    return ScalePlan(run_dir, list(subset), args, manifest)
+
+
+def is_current(run: SFTRun, plan: ScalePlan) -> bool:
+    """Completed with this recipe (skip); a completed scale with another recipe is an error,
+    or with `overwrite` is set aside and trained again."""
+    return completed_unchanged(
+        plan.run_dir, plan.manifest, run.scale.overwrite, experiment_root(run)
+    )
+
+
+def train_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> Path:
+    """Train scale `n` unless it is completed with this recipe; return its run directory."""
+    plan = plan_scale(run, pool, base, n)
+    done = is_current(run, plan)
     # Every rank decides before rank 0 can mark this scale completed (n0 is marked at once):
     # a rank that looked later would skip the unit's barriers and deadlock the others.
     barrier()
     if done:
-        log.info("%s is completed with this recipe; skipping", run_dir)
-        return run_dir
+        log.info("%s is completed with this recipe; skipping", plan.run_dir)
+        return plan.run_dir
     if n == 0:
-        write_pointer_manifest(run_dir, manifest)
-        return run_dir
-    log.info("training %s on %d examples", run_dir, n)
-    unit = Unit.of(run.scale, run_dir, manifest, run.model, args)
-    train_unit(unit, lambda tokenizer: build_trainer(run, args, subset, tokenizer))
-    return run_dir
+        write_pointer_manifest(plan.run_dir, plan.manifest)
+        return plan.run_dir
+    log.info("training %s on %d examples", plan.run_dir, n)
+    unit = Unit.of(run.scale, plan.run_dir, plan.manifest, run.model, plan.args)
+    train_unit(unit, lambda tokenizer: build_trainer(run, plan.args, plan.subset, tokenizer))
+    return plan.run_dir
 
 
 def build_trainer(run: SFTRun, args: Any, subset: Sequence[Any], tokenizer):
