@@ -271,6 +271,32 @@ def load_tokenizer(model_args: Any, trust_remote_code: bool = False):
     return tokenizer
 
 
+def read_chat_template(path: str) -> str:
+    """A chat template from a Jinja file, or from a tokenizer (local folder or hub id)."""
+    file = Path(path).expanduser()
+    try:
+        if file.is_file():
+            text = file.read_text(encoding="utf-8")
+        else:
+            from transformers import AutoTokenizer
+
+            text = AutoTokenizer.from_pretrained(path).chat_template
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"chat_template_path {path}: cannot read a chat template ({e})") from None
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"chat_template_path {path}: no chat template there")
+    return text
+
+
+def chat_template_record(path: str | None) -> dict[str, str] | None:
+    """What the manifest records of a chat template given by path: the path and its content
+    hash (the content is the recipe, so editing the file is a new recipe)."""
+    if not path:
+        return None
+    text = read_chat_template(path)
+    return {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
 def ensure_distinct_pad(tokenizer) -> None:
     """Give the tokenizer a pad token different from EOS, so EOS is never treated as padding."""
     if tokenizer.eos_token is None:
@@ -700,9 +726,13 @@ class Unit:
     merge_lora: bool
     keep_checkpoints: bool
     resume: bool
+    chat_template_path: str | None = None
 
     @classmethod
     def of(cls, args: RunArguments, run_dir: Path, manifest: Manifest, model_args, training_args):
+        template = getattr(training_args, "chat_template_path", None) or getattr(
+            args, "chat_template_path", None
+        )
         return cls(
             run_dir,
             manifest,
@@ -712,6 +742,7 @@ class Unit:
             merge_lora=args.merge_lora,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
+            chat_template_path=template,
         )
 
 
@@ -732,6 +763,13 @@ def train_unit(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
 def _train_locked(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
     resume_from = prepare_run_dir(unit.run_dir, fingerprint(unit.manifest.to_dict()), unit.resume)
     tokenizer = load_tokenizer(unit.model_args, unit.training_args.trust_remote_code)
+    if unit.chat_template_path:
+        # Set on the tokenizer that is saved with the checkpoint, so evaluation renders prompts
+        # with the very template training used; TRL is not asked again (for a tokenizer path it
+        # would clone that tokenizer's special tokens into ours and resize the embeddings).
+        tokenizer.chat_template = read_chat_template(unit.chat_template_path)
+        if hasattr(unit.training_args, "chat_template_path"):
+            unit.training_args.chat_template_path = None
     check_prompt_format(unit.prompt_format, tokenizer)
     trainer = build_trainer(tokenizer)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -41,6 +41,7 @@ from trainers.common import (
     RunArguments,
     Unit,
     barrier,
+    chat_template_record,
     check_one_unit_per_process,
     check_trains_something,
     completed_unchanged,
@@ -98,6 +99,13 @@ class BudgetArguments(RunArguments):
     disjoint_prompts: bool = field(
         default=True,
         metadata={"help": "Draw preference pairs only from prompts the SFT stage did not use."},
+    )
+    chat_template_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Chat template for prompt_format 'chat' on a model without one: a Jinja file "
+            "or a tokenizer (path or hub id); saved with the checkpoint, so evaluation uses it."
+        },
     )
     only_stage: str | None = field(
         default=None,
@@ -204,6 +212,8 @@ def sft_stage_run(run: DPORun, base: BaseModel) -> sft.SFTRun:
     argv += ["--output_root", run.budget.output_root, "--model_slug", base.slug]
     argv += ["--model_name_or_path", run.model.model_name_or_path]
     argv += ["--model_revision", run.model.model_revision]
+    if run.budget.chat_template_path:
+        argv += ["--chat_template_path", run.budget.chat_template_path]
     stage = sft.parse_args(argv)
     stage.scale.model_family, stage.scale.model_size_b = base.family, base.size_b
     apply_overrides((stage.scale, stage.training, stage.model), run.budget.sft_overrides)
@@ -372,6 +382,7 @@ def budget_manifest(
 ) -> Manifest:
     root = experiment_root(run)
     config = snapshot(budget=run.budget, training=args, model=run.model)
+    config["chat_template"] = chat_template_record(run.budget.chat_template_path)
     for key in ("budgets", "sft_fractions"):
         config["budget"].pop(key)
     config["split"] = {

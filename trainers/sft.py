@@ -35,6 +35,7 @@ from trainers.common import (
     RunArguments,
     Unit,
     barrier,
+    chat_template_record,
     check_one_unit_per_process,
     check_trains_something,
     completed_unchanged,
@@ -253,6 +254,7 @@ def unit_config(run: SFTRun, args: Any, n: int, pool_size: int) -> dict[str, Any
         config["scale"].pop(key)
     config["scale"]["scale_override"] = to_jsonable(run.scale.scale_overrides.get(n, {}))
     config["subset"] = {"n": n, "seed": run.seed, "pool_size": pool_size}
+    config["chat_template"] = chat_template_record(args.chat_template_path)
     return config
 
 
