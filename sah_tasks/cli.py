@@ -52,6 +52,39 @@ def install_task_path() -> None:
     manager.TaskManager.__init__ = __init__  # type: ignore[method-assign]
 
 
+SKIPPED: list[tuple[str, str]] = []  # (task, why) of tasks sah-eval could not build
+
+
+def install_skip_unloadable() -> None:
+    """`sah-eval`: a task whose data cannot be loaded (offline, no hub access, a bad local file)
+    is reported in one line and skipped, and the other tasks of the run go on; a tag is loaded
+    member by member, so one missing dataset does not take its siblings down."""
+    from lm_eval.tasks import manager
+    from lm_eval.tasks._index import Kind
+
+    from sah_tasks.common.data import TaskDataError
+
+    load = manager.TaskManager._load_spec
+    if getattr(load, "_sah_wrapped", False):
+        return
+
+    @functools.wraps(load)
+    def _load_spec(self, spec):
+        entry = self._entry(spec) if isinstance(spec, str) else None
+        if entry is not None and entry.kind == Kind.TAG:
+            built = [_load_spec(self, name) for name in sorted(entry.tags)]
+            return [t for b in built for t in (b if isinstance(b, list) else [b])]
+        try:
+            return load(self, spec)
+        except TaskDataError as e:
+            SKIPPED.append((str(spec), str(e)))
+            print(f"sah-eval: skipping {spec}: {e}", file=sys.stderr, flush=True)
+            return []
+
+    _load_spec._sah_wrapped = True  # type: ignore[attr-defined]
+    manager.TaskManager._load_spec = _load_spec  # type: ignore[method-assign]
+
+
 def _resolve(target: str) -> Callable[[list[str]], int | None]:
     import importlib
 
@@ -64,10 +97,21 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         sys.exit(_resolve(EXTRA_COMMANDS[argv[0]])(argv[1:]) or 0)
     install_task_path()
+    install_skip_unloadable()
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["sah-eval", *argv]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except KeyboardInterrupt:
+        print("sah-eval: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if SKIPPED:
+        names = ", ".join(task for task, _ in SKIPPED)
+        print(
+            f"sah-eval: {len(SKIPPED)} task(s) could not run: {names} (see above)", file=sys.stderr
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

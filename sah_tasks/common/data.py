@@ -93,12 +93,28 @@ def load_source(
         if convert is not None:
             rows = [_convert_row(convert, row, path, i) for i, row in enumerate(rows, 1)]
         return datasets.DatasetDict({EVAL_SPLIT: datasets.Dataset.from_list(rows)})
-    ds = datasets.load_dataset(
-        source.hf_path, source.hf_name, revision=source.revision, split=source.split
-    )
+    ds = load_hub(source)
     if convert is not None:
         ds = ds.map(convert, remove_columns=ds.column_names)
     return datasets.DatasetDict({EVAL_SPLIT: ds})
+
+
+def load_hub(source: DataSource) -> datasets.Dataset:
+    """The pinned hub split; any failure (offline, no access, gated, gone) is one clear line
+    that names the dataset and the two ways to use local data instead."""
+    try:
+        return datasets.load_dataset(
+            source.hf_path, source.hf_name, revision=source.revision, split=source.split
+        )
+    except Exception as e:  # datasets raises many types here (ConnectionError, OSError, ...)
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        name = f"{source.hf_path}" + (f" ({source.hf_name})" if source.hf_name else "")
+        raise TaskDataError(
+            f"{source.task}: cannot load the hub dataset {name} at revision {source.revision}, "
+            f"split {source.split} ({type(e).__name__}: {reason}). Without hub access point the "
+            f"task at a local JSONL file: {source.env_var}=/path/to/test.jsonl, or "
+            """--metadata '{"data_files": "/path/to/test.jsonl"}'"""
+        ) from None
 
 
 def _convert_row(convert, row: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
