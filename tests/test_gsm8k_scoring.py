@@ -46,7 +46,8 @@ def test_numeric_mismatches(text):
 def test_negative_and_decimal_numbers():
     assert parse_number("-5") == parse_number("-5.0")
     assert numbers_equal("\u22125", "-5")  # a typographic minus sign
-    assert numbers_equal("0.25", ".25") is False  # ".25" is not how GSM8K writes numbers
+    assert numbers_equal("0.25", ".25")  # a leading-dot decimal is the same number
+    assert numbers_equal("\u2012" + "7", "-7") and numbers_equal("\u20137", "-7")  # figure/en dash
     assert parse_number("abc") is None
     assert parse_number(None) is None
 
@@ -67,6 +68,34 @@ def test_flexible_filter_takes_the_last_number():
     assert extract("flexible-extract", "3 + 4 = 7, so the answer is 1,000.") == "1,000"
     assert extract("flexible-extract", "It went down to -5 degrees") == "-5"
     assert extract("flexible-extract", "no digits at all") == "[invalid]"
+
+
+# U+2212 minus, en dash, figure dash: each written directly before a number is its minus sign.
+TYPOGRAPHIC_MINUS = ["\u2212", "\u2013", "\u2012"]
+
+
+@pytest.mark.parametrize("dash", TYPOGRAPHIC_MINUS)
+def test_typographic_minus_is_a_minus_sign_end_to_end(dash):
+    """Filter + scorer: `The change is −5.` is -5, so it is wrong for gold 5 and right for -5."""
+    flexible = extract("flexible-extract", f"The change is {dash}5.")
+    strict = extract("strict-match", f"The change is {dash}5.\n#### {dash}5")
+    for answer in (flexible, strict):
+        assert process_results({"answer": "#### 5"}, [answer]) == {"exact_match": 0.0}
+        assert process_results({"answer": "#### -5"}, [answer]) == {"exact_match": 1.0}
+
+
+@pytest.mark.parametrize("name", ["flexible-extract", "strict-match"])
+def test_leading_dot_decimal_is_read_as_a_fraction(name):
+    """`.5` is 0.5: it must not be read as 5 (the old flexible regex dropped the dot)."""
+    answer = extract(name, "Each slice is 1/2, so the answer is .5\n#### .5")
+    assert process_results({"answer": "#### 5"}, [answer]) == {"exact_match": 0.0}
+    assert process_results({"answer": "#### 0.5"}, [answer]) == {"exact_match": 1.0}
+
+
+def test_dots_that_are_not_a_leading_decimal_point():
+    assert extract("flexible-extract", "so... 5") == "5"
+    assert extract("flexible-extract", "It is...5") == "5"  # an ellipsis is not a decimal point
+    assert extract("flexible-extract", "Total: 1,000.") == "1,000"
 
 
 def test_process_results_scores_against_the_final_line():

@@ -2,7 +2,8 @@
 
 The filters in the YAML extract a candidate answer string (strict: after `####`; flexible: the last
 number in the response). Here that string and the gold answer are compared as numbers, so
-`1,000`, `$1000`, `1000.00` and `1000.` all equal 1000 while `10000` does not.
+`1,000`, `$1000`, `1000.00` and `1000.` all equal 1000 while `10000` does not. Typographic minus
+signs (U+2212, en dash, figure dash) are minus signs and `.5` is 0.5, as the filters read them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ SOURCE = DataSource(
     required_fields=("question", "answer"),
 )
 
-_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-"})
-_NUMBER = re.compile(r"^-?\d+(?:\.\d*)?$")
+# The same dashes the YAML filters accept before a number: minus sign, en dash, figure dash.
+_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2012": "-"})
+# `12`, `12.`, `12.5` and the leading-dot decimal `.5` (models write it; it is 0.5, never 5).
+_NUMBER = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
 
 
 def load(**metadata: Any):

@@ -1,7 +1,9 @@
-"""Multihop QA (`sah_multihop`): HotpotQA / SubQA rows -> one prompt format; SQuAD EM and F1.
+"""Multihop QA (`sah_multihop`): HotpotQA / SubQA rows -> one prompt format; EM and F1.
 
-The scoring functions (`exact_match_score`, `f1_score`, `extract_answer`) are the public QA scorer
-of the package: the Facts100 tasks import them, so every short-answer task is scored alike.
+The scoring functions (`exact_match_score`, `f1_score`, `extract_answer`, `score`) are the public
+QA scorer of the package: the Facts100 tasks import them, so every short-answer task is scored
+alike. F1 is SQuAD v1.1's (`squad_f1`) unless a caller picks another: `sah_multihop` scores
+HotpotQA rows with HotpotQA's official answer F1 (`hotpotqa_f1`) and SubQA / plain rows with SQuAD's.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import collections
 import functools
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sah_tasks.common.data import DataSource, load_source
@@ -67,11 +69,22 @@ def _answers(row: dict[str, Any]) -> list[str]:
     return answers
 
 
+def row_source(row: dict[str, Any]) -> str:
+    """`"hotpotqa"` for a HotpotQA row (hub or original JSON), `"subqa"` for a SubQA / plain row.
+
+    Told by the row's shape, not by where it was loaded from: only HotpotQA rows carry
+    `supporting_facts` or paragraph-structured context, so a local copy of HotpotQA is HotpotQA.
+    """
+    structured = not isinstance(row.get("context", ""), str)
+    return "hotpotqa" if structured or "supporting_facts" in row else "subqa"
+
+
 def to_multihop_row(row: dict[str, Any]) -> dict[str, Any]:
     """Map a HotpotQA row (hub or original JSON) or a SubQA/plain row to the task schema.
 
     Output: id, question, context (gold paragraphs as text), answers (gold + aliases),
-    sub_questions (SubQA's single-hop decompositions when present, else empty).
+    sub_questions (SubQA's single-hop decompositions when present, else empty), source
+    (`row_source`: which dataset's F1 scores the row).
     """
     sub = [
         {"question": str(q.get("question", "")), "answer": str(q.get("answer", ""))}
@@ -83,6 +96,7 @@ def to_multihop_row(row: dict[str, Any]) -> dict[str, Any]:
         "context": _context_text(row),
         "answers": _answers(row),
         "sub_questions": sub,
+        "source": row_source(row),
     }
 
 
@@ -118,17 +132,37 @@ def extract_answer(generation: Any) -> str:
     return ""
 
 
-def _f1(prediction: str, gold: str) -> float:
-    pred_tokens = normalize_answer(prediction).split()
-    gold_tokens = normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:
-        return float(pred_tokens == gold_tokens)
+def _token_f1(pred_tokens: list[str], gold_tokens: list[str]) -> float:
     common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
     overlap = sum(common.values())
-    if overlap == 0:
+    if overlap == 0:  # also when both are empty: SQuAD v1.1 and HotpotQA score that 0, not 1
         return 0.0
     precision, recall = overlap / len(pred_tokens), overlap / len(gold_tokens)
     return 2 * precision * recall / (precision + recall)
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    """SQuAD v1.1's answer F1 (evaluate-v1.1.py `f1_score`): token overlap of the normalised texts."""
+    return _token_f1(normalize_answer(prediction).split(), normalize_answer(gold).split())
+
+
+# HotpotQA answers that are labels, not spans: partial overlap with them is meaningless.
+_HOTPOTQA_LABELS = frozenset({"yes", "no", "noanswer"})
+
+
+def hotpotqa_f1(prediction: str, gold: str) -> float:
+    """HotpotQA's answer F1 (hotpot_evaluate_v1.py `f1_score`): SQuAD's, except that a prediction
+    or gold that is `yes` / `no` / `noanswer` scores 0 unless the two are equal (`no way` vs `no`
+    is wrong, not half right)."""
+    pred, ref = normalize_answer(prediction), normalize_answer(gold)
+    if pred != ref and (pred in _HOTPOTQA_LABELS or ref in _HOTPOTQA_LABELS):
+        return 0.0
+    return _token_f1(pred.split(), ref.split())
+
+
+PairF1 = Callable[[str, str], float]
+# The F1 each data source is published with; `to_multihop_row` records the source per row.
+F1_BY_SOURCE: dict[str, PairF1] = {"hotpotqa": hotpotqa_f1, "subqa": squad_f1}
 
 
 def exact_match_score(prediction: str, golds: Iterable[str]) -> float:
@@ -136,17 +170,20 @@ def exact_match_score(prediction: str, golds: Iterable[str]) -> float:
     return float(any(pred == normalize_answer(g) for g in golds))
 
 
-def f1_score(prediction: str, golds: Iterable[str]) -> float:
-    return max((_f1(prediction, g) for g in golds), default=0.0)
+def f1_score(prediction: str, golds: Iterable[str], pair_f1: PairF1 = squad_f1) -> float:
+    return max((pair_f1(prediction, g) for g in golds), default=0.0)
 
 
-def score(generation: Any, golds: Sequence[str]) -> dict[str, float]:
-    """EM and F1 of one generation against all gold aliases (max over aliases)."""
+def score(generation: Any, golds: Sequence[str], pair_f1: PairF1 = squad_f1) -> dict[str, float]:
+    """EM and F1 (`pair_f1`, SQuAD's by default) of one generation, max over the gold aliases."""
     prediction = extract_answer(generation)
     if not prediction:
         return {"exact_match": 0.0, "f1": 0.0}
-    return {"exact_match": exact_match_score(prediction, golds), "f1": f1_score(prediction, golds)}
+    f1 = f1_score(prediction, golds, pair_f1)
+    return {"exact_match": exact_match_score(prediction, golds), "f1": f1}
 
 
 def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
-    return score(results[0] if results else "", doc["answers"])
+    # A doc without `source` (built by hand, or cached by an older version) is scored as SQuAD.
+    pair_f1 = F1_BY_SOURCE[doc.get("source") or "subqa"]
+    return score(results[0] if results else "", doc["answers"], pair_f1)
