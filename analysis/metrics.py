@@ -29,6 +29,7 @@ class MetricKey:
 # Patterns are matched in order with fnmatch; the first match wins.
 PRIMARY_METRICS: tuple[tuple[str, MetricKey], ...] = (
     # strict-match: the answer must be in the trained `#### <number>` format, as in the study
+    ("sah_gsm8k_maj", MetricKey("maj@8", "strict-match")),  # self-consistency (k = 8)
     ("sah_gsm8k*", MetricKey("exact_match", "strict-match")),
     ("sah_ifeval*", MetricKey("prompt_level_strict_acc", "none")),
     ("sah_multihop*", MetricKey("exact_match", "none")),

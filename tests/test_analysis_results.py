@@ -156,6 +156,10 @@ def test_primary_metric_defaults_and_overrides(run_dir):
         "exact_match", "flexible-extract"
     )
     assert primary_metric("my_new_task", [MetricKey("acc", "none")]) == MetricKey("acc", "none")
+    maj = [
+        MetricKey(m, f) for m in ("maj@8", "pass@1") for f in ("flexible-extract", "strict-match")
+    ]
+    assert primary_metric("sah_gsm8k_maj", maj) == MetricKey("maj@8", "strict-match")
     with pytest.raises(ValueError, match="TASK=METRIC"):
         parse_metric_override("exact_match")
     with pytest.raises(ValueError, match="reported only"):
