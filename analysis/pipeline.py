@@ -171,7 +171,7 @@ def _facts100(run_dir: Path, out_dir: Path) -> list[Path]:
 def _write_tables(out: Outputs, out_dir: Path) -> None:
     folder = out_dir / "tables"
     specs = [
-        (tb.scores_table(out.points_df), "scores", "Scores by number of fine-tuning examples N "
+        (tb.scores_table(out.points_df, out.run.table), "scores", "Scores by number of fine-tuning examples N "
          f"(primary metric; {out.fits[0].level:.0%} item-bootstrap intervals)" if out.fits else "Scores"),
         (tb.fits_table(out.fits_df), "fits", "Power-law and saturating fits with intervals"),
         (tb.inverse_table(out.inverse_df), "examples_needed", "Examples needed to reach a target score"),

@@ -40,7 +40,7 @@ _RESULTS_NAME = re.compile(r"^results_(?P<date_id>.+)\.json$")
 COLUMNS = [
     "experiment", "model", "family", "size_b", "task", "n", "budget", "sft_fraction", "seed",
     "stage", "checkpoint", "eval_task", "metric", "filter", "value", "stderr", "n_items",
-    "n_items_total", "partial", "has_samples", "results_file",
+    "n_items_total", "partial", "has_samples", "results_file", "eval_settings",
 ]  # fmt: skip
 
 
@@ -194,6 +194,21 @@ def _has_scores(metrics: dict[str, Any]) -> bool:
     )
 
 
+def eval_settings(data: dict[str, Any], task: str) -> str:
+    """The prompt settings lm-eval records in a results file, in words: few-shot count, chat
+    template, system instruction (e.g. `5-shot, chat (multiturn), system "Be brief."`)."""
+    shots = (data.get("n-shot") or {}).get(task)
+    parts = [f"{shots}-shot" if shots is not None else "?-shot"]
+    if data.get("chat_template"):
+        multiturn = data.get("fewshot_as_multiturn") and shots
+        parts.append("chat (multiturn)" if multiturn else "chat")
+    system = data.get("system_instruction")
+    if system:
+        shown = system if len(system) <= 40 else system[:37] + "..."
+        parts.append(f'system "{shown}"')
+    return ", ".join(parts)
+
+
 def _task_rows(
     ckpt: Checkpoint, task: str, metrics: dict[str, Any], data: dict[str, Any], path: Path
 ) -> list[dict[str, Any]]:
@@ -206,6 +221,7 @@ def _task_rows(
         "n_items": effective, "n_items_total": original,
         "partial": _is_partial(data, task, metrics),
         "has_samples": False, "results_file": str(path),
+        "eval_settings": eval_settings(data, task),
     }  # fmt: skip
     rows = []
     for key, value in metrics.items():

@@ -79,9 +79,23 @@ def _wide(points: pd.DataFrame, index: list[str], x: str, name: str) -> pd.DataF
     return wide.reset_index().fillna("–")
 
 
-def scores_table(points: pd.DataFrame) -> pd.DataFrame:
-    """Models x N, one row per (model, training task, eval task, metric)."""
-    return _wide(points, ["model", "task", "eval_task", "metric", "filter"], "n", "N")
+def scores_table(points: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Models x N, one row per (model, training task, eval task, metric), with the prompt
+    settings the results were produced with (from the tidy `table`; all distinct ones, so a
+    curve whose points were scored differently shows it)."""
+    wide = _wide(points, ["model", "task", "eval_task", "metric", "filter"], "n", "N")
+    if wide.empty or table is None or "eval_settings" not in table:
+        return wide
+    keys = ["model", "task", "eval_task"]
+    settings = (
+        table.groupby(keys, dropna=False)["eval_settings"]
+        .agg(lambda s: " | ".join(sorted(set(map(str, s)))))
+        .reset_index()
+        .rename(columns={"eval_settings": "settings"})
+    )
+    merged = wide.merge(settings, on=keys, how="left")
+    first = ["model", "task", "eval_task", "metric", "filter", "settings"]
+    return merged[first + [c for c in merged.columns if c not in first]]
 
 
 def fits_table(fits: pd.DataFrame) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from sah_tasks import ledger
+from sah_tasks import eval_settings, ledger
 
 log = logging.getLogger("sah.sweep")
 
@@ -287,12 +287,23 @@ class SweepOptions:
     device: str | None = None
     batch_size: str = "auto"
     limit: float | None = None
-    gen_kwargs: str | None = None
-    apply_chat_template: bool = False
+    gen_kwargs: dict[str, Any] | str | None = None
+    apply_chat_template: bool | str | None = None  # None: as each checkpoint was trained
     confirm_run_unsafe_code: bool = False
     lora_switching: bool = True  # vLLM: one engine per base model, adapters switched per request
-    seed: int = 1234
+    seed: int | list[int | None] = 1234  # lm-eval's four seeds, or one for all four
     overwrite: bool = False  # re-evaluate units whose results come from a different request
+    num_fewshot: int | None = None
+    system_instruction: str | None = None
+    fewshot_as_multiturn: bool | None = None
+    metadata: dict[str, Any] | None = None  # given to the TaskManager (task options, data_files)
+    use_cache: str | None = None  # a folder: one response cache per checkpoint inside it
+    max_batch_size: int | None = None
+    hf_hub_log_args: dict[str, Any] | None = None
+    wandb_args: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.gen_kwargs = eval_settings.normalise_kwargs(self.gen_kwargs, "gen_kwargs")
 
 
 @dataclass
@@ -465,11 +476,25 @@ def _finalise(staging: Path, out_dir: Path, task: str) -> None:
 def unit_request(unit: Unit, book: ledger.Ledger, opts: SweepOptions) -> dict[str, Any]:
     """Everything that decides the unit's result (see sah_tasks/ledger.py)."""
     served = served_identity(unit.checkpoint, unit.checkpoint.serving())
+    manifest = unit.checkpoint.manifest
+    try:
+        template = eval_settings.chat_template_of(manifest, unit.checkpoint.path)
+    except ValueError as e:
+        raise SweepError(str(e)) from None
     settings = {
         "limit": opts.limit,
         "gen_kwargs": opts.gen_kwargs,
-        "apply_chat_template": opts.apply_chat_template,
-        "seed": opts.seed,
+        "apply_chat_template": eval_settings.chat_setting(opts, manifest),
+        "chat_template_sha256": (manifest.get("config") or {})
+        .get("chat_template", {})
+        .get("sha256")
+        if template
+        else None,
+        "num_fewshot": opts.num_fewshot,
+        "system_instruction": opts.system_instruction,
+        "fewshot_as_multiturn": opts.fewshot_as_multiturn,
+        "seed": eval_settings.normalise_seed(opts.seed),
+        "metadata": opts.metadata,
     }
     return book.request(unit.task, served, settings)
 
@@ -517,7 +542,17 @@ def evaluate_unit(
         ledger.set_aside(unit.out_dir)  # earlier attempts' files, never deleted
         staging = unit.checkpoint.path / "eval" / f".partial-{unit.task}"
         shutil.rmtree(staging, ignore_errors=True)
-        tracker = EvaluationTracker(output_path=str(staging))
+        tracker = EvaluationTracker(output_path=str(staging), **(opts.hf_hub_log_args or {}))
+        chat = request["apply_chat_template"]
+        _use_checkpoint_template(lm, unit, chat)
+        python_seed, numpy_seed, torch_seed, fewshot_seed = request["seed"]
+        optional = {
+            k: v
+            for k, v in (("num_fewshot", opts.num_fewshot),
+                         ("system_instruction", opts.system_instruction),
+                         ("fewshot_as_multiturn", opts.fewshot_as_multiturn))
+            if v is not None
+        }  # fmt: skip
         results = simple_evaluate(
             model=lm,
             tasks=[unit.task],
@@ -526,12 +561,14 @@ def evaluate_unit(
             gen_kwargs=generation_kwargs(opts),
             log_samples=True,
             evaluation_tracker=tracker,
-            apply_chat_template=opts.apply_chat_template,
+            apply_chat_template=chat,
             confirm_run_unsafe_code=opts.confirm_run_unsafe_code,
-            random_seed=opts.seed,
-            numpy_random_seed=opts.seed,
-            torch_random_seed=opts.seed,
-            fewshot_random_seed=opts.seed,
+            use_cache=_cache_path(opts, unit),
+            random_seed=python_seed,
+            numpy_random_seed=numpy_seed,
+            torch_random_seed=torch_seed,
+            fewshot_random_seed=fewshot_seed,
+            **optional,
         )
         samples = results.pop("samples")
         results["sah"] = {
@@ -544,7 +581,37 @@ def evaluate_unit(
         for task_name in results["configs"]:
             tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
         _finalise(staging, unit.out_dir, unit.task)
+    if opts.wandb_args:
+        _log_to_wandb(opts.wandb_args, unit, results, samples)
     return True
+
+
+def _use_checkpoint_template(lm, unit: Unit, chat: bool | str) -> None:
+    """With a chat template on, render prompts with the template the checkpoint was trained
+    with (its manifest's `config.chat_template`), e.g. for n0 of a base model that has none."""
+    template = eval_settings.chat_template_of(unit.checkpoint.manifest, unit.checkpoint.path)
+    tokenizer = getattr(lm, "tokenizer", None)
+    if chat and template and tokenizer is not None:
+        tokenizer.chat_template = template
+
+
+def _cache_path(opts: SweepOptions, unit: Unit) -> str | None:
+    """lm-eval's response cache keys on the request alone, not on the model: one cache per
+    checkpoint, or a shared engine would answer one adapter's request from another's cache."""
+    if not opts.use_cache:
+        return None
+    return str(Path(opts.use_cache) / unit.checkpoint.rel.replace("/", "__"))
+
+
+def _log_to_wandb(wandb_args: dict, unit: Unit, results: dict, samples: dict) -> None:
+    """One W&B run per unit, as `lm_eval --wandb_args` logs one per evaluation."""
+    from lm_eval.loggers import WandbLogger
+
+    logger = WandbLogger({"name": f"{unit.checkpoint.rel}/{unit.task}", **wandb_args})
+    logger.post_init(results)
+    logger.log_eval_result()
+    logger.log_eval_samples(samples)
+    logger.run.finish()
 
 
 def generation_kwargs(opts: SweepOptions) -> str | None:
@@ -555,10 +622,10 @@ def generation_kwargs(opts: SweepOptions) -> str | None:
     weights became different answers on the two backends (a `<pad>` run scored as text). The
     sweep decodes alike on both.
     """
-    given = opts.gen_kwargs or ""
-    if opts.backend != "vllm" or "skip_special_tokens" in given:
-        return opts.gen_kwargs
-    return ",".join(p for p in (given, "skip_special_tokens=True") if p)
+    given = dict(opts.gen_kwargs or {})
+    if opts.backend == "vllm":
+        given.setdefault("skip_special_tokens", True)
+    return given or None
 
 
 def _served(lm, unit: Unit) -> dict[str, Any]:
@@ -602,8 +669,8 @@ def triage(
     for unit in units:
         try:
             request = unit_request(unit, book, opts)
-        except SweepError:  # cannot be served: reported by engine_groups
-            todo.append(unit)
+        except SweepError as e:  # cannot be served, or its chat template changed
+            report.fail([unit], f"SweepError: {e}")
             continue
         state, why = ledger.status(unit.out_dir, unit.task, request)
         if state == "done":
@@ -616,6 +683,26 @@ def triage(
     return todo, requests
 
 
+def with_loadable_data(units: list[Unit], task_manager, report: SweepReport) -> list[Unit]:
+    """Build each task once before any model is loaded: a task whose data cannot be loaded
+    (offline, no hub access, a bad local file) fails its units with the data error, and the
+    other tasks go on."""
+    from sah_tasks.common.data import TaskDataError
+
+    if task_manager is None:
+        return units
+    broken: dict[str, str] = {}
+    for task in sorted({u.task for u in units}):
+        try:
+            task_manager.load([task])
+        except TaskDataError as e:
+            log.error("%s: %s", task, e)
+            broken[task] = f"TaskDataError: {e}"
+    for task, why in broken.items():
+        report.fail([u for u in units if u.task == task], why)
+    return [u for u in units if u.task not in broken]
+
+
 def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepReport:
     """Evaluate `units` (already sharded), loading each model once; skip units already done.
 
@@ -625,6 +712,7 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
 
     report = SweepReport()
     todo, requests = triage(units, ledger.Ledger(task_manager), opts, report)
+    todo = with_loadable_data(todo, task_manager, report)
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
     groups = engine_groups(todo, opts, report)
     bar.update(len(report.failed))
@@ -684,7 +772,7 @@ def _ray_task(units: list[Unit], opts: SweepOptions) -> SweepReport:
     install_task_path()
     from lm_eval.tasks import TaskManager
 
-    return run_units(units, TaskManager(), opts)
+    return run_units(units, TaskManager(metadata=opts.metadata), opts)
 
 
 def _connect_ray(address: str):
@@ -776,17 +864,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="lm-eval model type")
     p.add_argument("--model_args", default="", help="extra lm-eval model args, k=v,k=v")
     p.add_argument("--dtype", default=None, help="model dtype (e.g. bfloat16, float32)")
-    p.add_argument("--device", default=None, help="hf backend device (cpu, cuda:0)")
-    p.add_argument("--batch_size", default="auto")
-    p.add_argument(
-        "--limit",
-        type=float,
-        default=None,
-        help="items per task (debugging; flagged partial by analysis)",
-    )
-    p.add_argument("--gen_kwargs", default=None, help="generation overrides, e.g. max_gen_toks=256")
-    p.add_argument("--apply_chat_template", action="store_true", help="for chat models")
-    p.add_argument("--confirm_run_unsafe_code", action="store_true", help="needed by coding tasks")
     p.add_argument(
         "--checkpoints",
         default=None,
@@ -819,6 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-evaluate units whose results come from other settings (task code or data, "
         "--limit, --gen_kwargs, chat template, seed, model); old files go to superseded/",
     )
+    eval_settings.add_lm_eval_flags(p)
     v = p.add_argument_group("vLLM engine")
     v.add_argument("--tensor_parallel_size", type=int, default=None)
     v.add_argument("--data_parallel_size", type=int, default=None)
@@ -849,17 +927,29 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
                 extra.append(f"{name}={getattr(args, name)}")
         if args.enable_prefix_caching:
             extra.append("enable_prefix_caching=True")
+    chat = getattr(args, "apply_chat_template", None)  # lm-eval's flag: absent unless given
+    if args.no_apply_chat_template:
+        chat = False
     return SweepOptions(
         backend=args.backend,
         model_args=",".join(extra),
         device=args.device,
-        batch_size=args.batch_size,
+        batch_size=str(getattr(args, "batch_size", "auto")),
+        max_batch_size=args.max_batch_size,
         limit=args.limit,
         gen_kwargs=args.gen_kwargs,
-        apply_chat_template=args.apply_chat_template,
-        confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+        apply_chat_template=chat,
+        confirm_run_unsafe_code=getattr(args, "confirm_run_unsafe_code", False),
         lora_switching=not args.no_lora_switching,
         overwrite=args.overwrite,
+        num_fewshot=args.num_fewshot,
+        system_instruction=args.system_instruction,
+        fewshot_as_multiturn=getattr(args, "fewshot_as_multiturn", None),
+        seed=args.seed if args.seed is not None else 1234,
+        metadata=args.metadata,
+        use_cache=args.use_cache,
+        hf_hub_log_args=eval_settings.normalise_kwargs(args.hf_hub_log_args, "hf_hub_log_args"),
+        wandb_args=eval_settings.normalise_kwargs(args.wandb_args, "wandb_args"),
     )
 
 
@@ -882,14 +972,15 @@ def _main(argv: list[str] | None = None) -> int:
         install_task_path()
         from lm_eval.tasks import TaskManager
 
-        task_manager = TaskManager()  # built once for the whole sweep
+        opts = options_from_args(args)
+        # built once for the whole sweep; --metadata reaches the tasks through it, as in lm_eval
+        task_manager = TaskManager(metadata=opts.metadata)
         tasks = expand_tasks([t for t in args.tasks.split(",") if t], task_manager)
         index, count = parse_shard(args.shard)
         units = take_shard(plan(discover(args.run_dir, args.checkpoints), tasks), index, count)
-    except SweepError as e:
+    except (SweepError, ValueError) as e:
         print(f"sah-eval sweep: error: {e}", file=sys.stderr)
         return 2
-    opts = options_from_args(args)
     log.info("%d units in shard %d/%d", len(units), index, count)
     if args.dry_run:
         book = ledger.Ledger(task_manager)

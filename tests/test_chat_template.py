@@ -60,7 +60,8 @@ def test_chat_template_path_trains_and_evaluates_with_the_same_prompts(
     with pytest.raises(ConfigError, match=r"different recipe .*chat_template.sha256"):
         sft.run_sft(sft.parse_args([*argv, "--chat_template_path", str(template)]))
 
-    # evaluated with the checkpoint's template: lm-eval's prompt is the training prompt
+    # evaluated with the checkpoint's template, by default (it was trained with
+    # prompt_format: chat; no --apply_chat_template): lm-eval's prompt is the training prompt
     monkeypatch.setenv("SAH_GSM8K_DATA", str(fixtures_dir / "gsm8k_test.jsonl"))
     from sah_tasks.cli import install_task_path
 
@@ -69,8 +70,10 @@ def test_chat_template_path_trains_and_evaluates_with_the_same_prompts(
 
     units = sweep.plan(sweep.discover(tmp_path / "runs" / "test", "*/n8"), ["sah_gsm8k"])
     opts = sweep.SweepOptions(backend="hf", device="cpu", batch_size="2", limit=2,
-                              gen_kwargs="max_gen_toks=4", model_args="dtype=float32",
-                              apply_chat_template=True)  # fmt: skip
+                              gen_kwargs="max_gen_toks=4", model_args="dtype=float32")  # fmt: skip
+    report = sweep.run_units(units, TaskManager(), opts)  # the template file was edited
+    assert report.model_loads == 0 and "changed since training" in report.failed[0][2]
+    template.write_text(TEMPLATE)
     report = sweep.run_units(units, TaskManager(), opts)
     assert report.done == [units[0].key], report
     samples = next(units[0].out_dir.glob("samples_*.jsonl")).read_text().splitlines()

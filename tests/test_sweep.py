@@ -161,7 +161,7 @@ def test_sweep_writes_results_skips_done_and_resumes_after_a_kill(
     assert report.done == [] and report.model_loads == 0 and len(report.skipped) == 6
 
 
-def test_one_model_load_per_checkpoint(run_dir, task_manager, monkeypatch):
+def test_one_model_load_per_checkpoint(run_dir, task_manager, fixture_env, monkeypatch):
     import weakref
 
     class Model:
@@ -211,7 +211,9 @@ def test_adapter_book_ids_and_rank(tmp_path):
         _ = sweep.AdapterBook([tmp_path]).max_rank
 
 
-def test_vllm_lora_sweep_uses_one_engine_and_switches_adapters(tmp_path, task_manager, monkeypatch):
+def test_vllm_lora_sweep_uses_one_engine_and_switches_adapters(
+    tmp_path, task_manager, fixture_env, monkeypatch
+):
     root = tmp_path / "runs"
     _checkpoint(root / "m/gsm8k/n0", 0, "base/model")
     for n, rank in ((8, 8), (64, 16)):

@@ -1,0 +1,102 @@
+"""lm-eval's evaluation flags in `sah-eval sweep` (and so in `sah run`), with lm-eval's names,
+types and help: the argparse actions are taken from lm-eval's own `run` parser, not re-declared.
+
+    --num_fewshot --system_instruction --fewshot_as_multiturn --apply_chat_template
+    --gen_kwargs --seed --metadata --use_cache --limit --batch_size --max_batch_size --device
+    --confirm_run_unsafe_code --wandb_args --hf_hub_log_args
+
+What decides a result (few-shot, system instruction, chat template, generation settings, seeds,
+metadata, limit) is recorded in every unit's request (sah_tasks/ledger.py). The chat template
+is the checkpoint's by default: a checkpoint trained with `prompt_format: chat` is evaluated with
+the chat template (the one saved with it, or the file its manifest records), one trained plain
+without; `--apply_chat_template` / `--no_apply_chat_template` override that for every unit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any
+
+LM_EVAL_FLAGS = (
+    "num_fewshot", "system_instruction", "fewshot_as_multiturn", "apply_chat_template",
+    "gen_kwargs", "seed", "metadata", "use_cache", "limit", "batch_size", "max_batch_size",
+    "device", "confirm_run_unsafe_code", "wandb_args", "hf_hub_log_args",
+)  # fmt: skip
+DEFAULT_SEEDS = [0, 1234, 1234, 1234]  # lm-eval's: python, numpy, torch, few-shot
+
+
+def lm_eval_run_parser() -> argparse.ArgumentParser:
+    from lm_eval._cli.run import Run
+
+    subparsers = argparse.ArgumentParser(prog="lm_eval").add_subparsers()
+    return Run(subparsers)._parser
+
+
+def add_lm_eval_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("lm-eval evaluation settings (as in `lm_eval run`)")
+    for action in lm_eval_run_parser()._actions:
+        if action.dest in LM_EVAL_FLAGS:
+            group._add_action(action)
+    group.add_argument(
+        "--no_apply_chat_template",
+        action="store_true",
+        help="never apply a chat template (default: as each checkpoint was trained)",
+    )
+
+
+def normalise_seed(seed: Any) -> list[int | None]:
+    """lm-eval's four seeds (python, numpy, torch, few-shot) from an int or a list."""
+    if seed is None:
+        return list(DEFAULT_SEEDS)
+    values = list(seed) if isinstance(seed, list | tuple) else [seed]
+    if len(values) == 1:
+        values *= 4
+    return [None if v is None else int(v) for v in values][:4]
+
+
+def normalise_kwargs(value: Any, what: str) -> dict[str, Any] | None:
+    """`key=value,...` strings (as the sweep used to take) or dicts, as lm-eval parses them."""
+    if value is None or isinstance(value, dict):
+        return value or None
+    from lm_eval.utils import simple_parse_args_string
+
+    try:
+        return simple_parse_args_string(str(value)) or None
+    except (ValueError, SyntaxError) as e:
+        raise ValueError(f"--{what} {value!r}: expected key=value[,key=value] ({e})") from None
+
+
+def prompt_format(manifest: dict[str, Any]) -> str | None:
+    """How a checkpoint was trained to be prompted ('plain' / 'chat'), from its manifest."""
+    config = manifest.get("config") or {}
+    for part in ("scale", "budget"):
+        value = (config.get(part) or {}).get("prompt_format")
+        if value:
+            return str(value)
+    return None
+
+
+def chat_template_of(manifest: dict[str, Any], where: Path) -> str | None:
+    """The chat template a manifest records (`config.chat_template`: path + sha256) — checked
+    against the file, so a template edited since training is an error, not a silent change."""
+    record = (manifest.get("config") or {}).get("chat_template")
+    if not record:
+        return None
+    path = Path(record["path"]).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{where}: its chat template {path} cannot be read ({e})") from None
+    if hashlib.sha256(text.encode()).hexdigest() != record.get("sha256"):
+        raise ValueError(f"{where}: its chat template {path} changed since training (sha256)")
+    return text
+
+
+def chat_setting(opts: Any, manifest: dict[str, Any]) -> bool | str:
+    """The `apply_chat_template` of one checkpoint: the user's (True, a template name, or
+    False), else as the checkpoint was trained (None)."""
+    if opts.apply_chat_template is None:
+        return prompt_format(manifest) == "chat"
+    return opts.apply_chat_template
