@@ -34,6 +34,7 @@ from analysis.errors import CATEGORIES  # noqa: E402
 COLOURS = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1)))
+REFERENCE_STYLE = "-."  # reference models (sah-eval sweep --models)
 BASELINE_STYLE = ":"  # reserved for the N = 0 baseline
 HATCHES = ("///", "...", "xxx", "")
 GREYS = ("0.25", "0.55", "0.8", "1.0")
@@ -126,10 +127,17 @@ def _fmt_ci(value: float, lo: float, hi: float) -> str:
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def scaling_figure(fits: list[CurveFit], title: str, ylabel: str, series: dict[str, str]) -> Figure:
+def scaling_figure(
+    fits: list[CurveFit],
+    title: str,
+    ylabel: str,
+    series: dict[str, str],
+    references: Sequence[tuple[str, float]] = (),
+) -> Figure:
     """Fig. 1: score vs N (log x), one series per model: points with intervals, fitted power law
     (with its interval band), and the N = 0 baseline as a dotted line with a hollow marker on
-    the left axis. `series` maps each fit's curve label to its legend name."""
+    the left axis. `series` maps each fit's curve label to its legend name; `references`
+    (name, score) are drawn as grey dash-dot lines (hub baselines, Trainer checkpoints)."""
     styles = series_styles(list(series.values()))
     fig, ax = plt.subplots(figsize=(6.0, 3.0))
     handles: list[Line2D] = []
@@ -158,6 +166,11 @@ def scaling_figure(fits: list[CurveFit], title: str, ylabel: str, series: dict[s
             ax.axhline(cf.baseline, color=st.colour, linestyle=BASELINE_STYLE, linewidth=0.9)
             ax.plot([0.0], [cf.baseline], transform=to_spine, marker=st.marker, color=st.colour,
                     markerfacecolor="white", clip_on=False, linestyle="none")  # fmt: skip
+    greys = np.linspace(0.15, 0.6, max(len(references), 1))
+    for (name, value), grey in zip(references, greys, strict=False):
+        ax.axhline(value, color=str(grey), linestyle=REFERENCE_STYLE, linewidth=1.0)
+        handles.append(Line2D([], [], color=str(grey), linestyle=REFERENCE_STYLE,
+                              label=f"{name} (reference)"))  # fmt: skip
     _log_x(ax, "fine-tuning examples N (log scale)", [x for cf in fits for x in cf.curve.x])
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -16,6 +16,7 @@ from typing import Any
 
 MANIFEST = "sah_manifest.json"
 COMPLETED = "COMPLETED"
+REFERENCE_STAGE = "reference"  # `sah-eval sweep --models`: hub baselines, Trainer checkpoints
 
 _SCALE_DIR = re.compile(r"^n(?P<n>\d+)$")
 _BUDGET_DIR = re.compile(r"^B(?P<budget>\d+)_r(?P<r>\d*\.?\d+)$")
@@ -47,6 +48,10 @@ class Checkpoint:
     @property
     def is_budget_run(self) -> bool:
         return self.budget is not None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.stage == REFERENCE_STAGE
 
 
 def parse_model_slug(slug: str) -> tuple[str | None, float | None]:
@@ -127,7 +132,8 @@ def read_checkpoint(ckpt_dir: Path, run_dir: Path) -> tuple[Checkpoint, list[str
         )
     n = _typed(pick("n"), int, "n", manifest_path)
     budget = _typed(pick("budget"), int, "budget", manifest_path)
-    if n is None and budget is None:
+    reference = manifest.get("stage") == REFERENCE_STAGE  # a baseline, not a point on N
+    if n is None and budget is None and not reference:
         raise RunLayoutError(
             f"{ckpt_dir}: cannot tell N; expected 'n' in {MANIFEST} or a folder named n<N> "
             "or B<B>_r<r>"

@@ -55,6 +55,7 @@ class Outputs:
     budget_df: pd.DataFrame
     inverse_df: pd.DataFrame
     errors_df: pd.DataFrame
+    references_df: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: dict[str, list[Path]] = field(default_factory=dict)
     tables: list[Path] = field(default_factory=list)
     facts100: list[Path] = field(default_factory=list)
@@ -103,9 +104,27 @@ def _draw_scaling(out: Outputs, folder: Path, opt: Options) -> None:
             (out.points_df["eval_task"] == eval_task) & (out.points_df["task"] == task)
         ]
         series = {cf.curve.label: str(cf.curve.key["model"]) for cf in fits}
-        fig = fg.scaling_figure(fits, f"{eval_task} (trained on {task})", _ylabel(rows), series)
+        title = f"{eval_task} (trained on {task})"
+        refs = reference_lines(out.references_df, task, eval_task)
+        fig = fg.scaling_figure(fits, title, _ylabel(rows), series, refs)
         stem = _group_stem("fig1_scaling", out.run, rows, eval_task)
         out.figures[stem] = fg.save(fig, folder, stem, opt.formats)
+
+
+def reference_lines(refs: pd.DataFrame, task: str, eval_task: str) -> list[tuple[str, float]]:
+    """Reference models on one figure: hub/local baselines of the eval task, and Trainer
+    checkpoints of runs on the training task (named `<model> n1000 step 200`)."""
+    if refs.empty:
+        return []
+    rows = refs[(refs["eval_task"] == eval_task) & refs["task"].isin([task, "reference"])]
+    return [(reference_name(r), float(r["value"])) for _, r in rows.iterrows()]
+
+
+def reference_name(row: pd.Series) -> str:
+    leaf = str(row["checkpoint"]).rsplit("/", 1)[-1]
+    if row["task"] == "reference":
+        return str(row["model"])
+    return f"{row['model']} {leaf.replace('-step', ' step ')}"
 
 
 def _draw_each(out: Outputs, folder: Path, opt: Options, df: pd.DataFrame, prefix: str,
@@ -201,6 +220,7 @@ def analyse(run_dir: Path, opt: Options) -> Outputs:
         budget_df=_budget_points(run, primary, opt),
         inverse_df=pd.DataFrame([r for cf in fits for r in inverse(cf, list(opt.targets))]),
         errors_df=error_counts(run, judge, opt.error_tasks),
+        references_df=primary[primary["stage"] == "reference"],
     )  # fmt: skip
     out.judge_calls = judge.calls if judge else 0
     opt.out.mkdir(parents=True, exist_ok=True)

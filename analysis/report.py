@@ -75,6 +75,8 @@ def write_report(out: Outputs, opt: Options) -> Path:
                       "Leave-largest-out: fit without the largest N, predicted minus observed "
                       "score at that N (interval from the same paired resamples).")  # fmt: skip
     lines += _section("Scores", tb.scores_table(out.points_df, out.run.table))
+    lines += _section("Reference models", tb.references_table(out.references_df),
+                      "Evaluated with `sah-eval sweep --models`; drawn as dash-dot lines.")  # fmt: skip
     lines += _section("Examples needed to reach a target score", tb.inverse_table(out.inverse_df),
                       "Extrapolated = beyond the largest N measured; treat with care.")  # fmt: skip
     lines += _section(

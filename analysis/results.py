@@ -361,6 +361,8 @@ def _refuse_duplicate_identities(
     by_identity: dict[tuple, list[str]] = defaultdict(list)
     for name in sorted(used):
         ckpt = checkpoints[name]
+        if ckpt.is_reference:  # one folder per reference model, by construction
+            continue
         by_identity[tuple(getattr(ckpt, f) for f in IDENTITY)].append(name)
     clashes = [(key, names) for key, names in by_identity.items() if len(names) > 1]
     if not clashes:

@@ -98,6 +98,16 @@ def scores_table(points: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.
     return merged[first + [c for c in merged.columns if c not in first]]
 
 
+def references_table(refs: pd.DataFrame) -> pd.DataFrame:
+    """Reference models (stage `reference`): one row per (model, eval task, metric)."""
+    if refs.empty:
+        return pd.DataFrame()
+    cols = ["model", "checkpoint", "eval_task", "metric", "filter", "value", "eval_settings"]
+    out = refs[[c for c in cols if c in refs]].copy()
+    out["value"] = out["value"].map(lambda v: f"{v:.3f}")
+    return out.sort_values(["eval_task", "model", "checkpoint"]).reset_index(drop=True)
+
+
 def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
     """The fitted parameters with their intervals, one row per curve."""
 

@@ -161,8 +161,9 @@ def discover(run_dir: Path, only: str | None = None) -> list[Checkpoint]:
     found = []
     for manifest in sorted(run_dir.rglob(MANIFEST)):
         folder = manifest.parent
-        if "eval" in folder.relative_to(run_dir).parts:
-            continue
+        parts = folder.relative_to(run_dir).parts
+        if "eval" in parts or any(part.startswith(".") for part in parts):
+            continue  # evaluation output, or set aside (.superseded/) / hidden
         if not (folder / COMPLETED).exists():
             log.warning("skipping %s: no %s marker (training incomplete)", folder, COMPLETED)
             continue
@@ -823,6 +824,14 @@ def run_with_ray(
 
 
 # ----------------------------------------------------------------------------- CLI
+def register_reference(args: argparse.Namespace, spec: str) -> Path:
+    from sah_tasks import references
+
+    if not args.run_dir.is_dir():
+        raise SweepError(f"run directory {args.run_dir} does not exist")
+    return references.register(args.run_dir, spec, args.models_prompt_format)
+
+
 def _state(unit: Unit, book: ledger.Ledger, opts: SweepOptions) -> str:
     try:
         return ledger.status(unit.out_dir, unit.task, unit_request(unit, book, opts))[0]
@@ -868,6 +877,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoints",
         default=None,
         help="only checkpoints whose path under RUN_DIR matches this glob, e.g. '*/gsm8k/*'",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        metavar="SPEC",
+        help="also evaluate these as reference models: hub ids (org/name[@revision]), model "
+        "folders, or Trainer checkpoint-N folders of this run dir; each gets a generated "
+        "manifest (stage: reference) and is drawn as a reference line by the analysis",
+    )
+    p.add_argument(
+        "--models_prompt_format",
+        choices=["plain", "chat"],
+        default="plain",
+        help="how --models hub/local models are prompted (chat: with their chat template)",
     )
     p.add_argument("--shard", default=None, help="i/n: take this process's share of the units")
     p.add_argument(
@@ -976,9 +999,11 @@ def _main(argv: list[str] | None = None) -> int:
         # built once for the whole sweep; --metadata reaches the tasks through it, as in lm_eval
         task_manager = TaskManager(metadata=opts.metadata)
         tasks = expand_tasks([t for t in args.tasks.split(",") if t], task_manager)
+        for spec in args.models or []:
+            log.info("reference model %s -> %s", spec, register_reference(args, spec))
         index, count = parse_shard(args.shard)
         units = take_shard(plan(discover(args.run_dir, args.checkpoints), tasks), index, count)
-    except (SweepError, ValueError) as e:
+    except (SweepError, ValueError, OSError) as e:
         print(f"sah-eval sweep: error: {e}", file=sys.stderr)
         return 2
     log.info("%d units in shard %d/%d", len(units), index, count)
