@@ -36,6 +36,10 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # name the file being written (a full disk's write() names none)
+        if e.errno is None or e.filename not in (None, str(tmp), tmp):
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
     finally:
         with suppress(FileNotFoundError):
             os.unlink(tmp)

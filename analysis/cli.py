@@ -14,6 +14,7 @@ from analysis.judge import JudgeConfig, JudgeError
 from analysis.layout import RunLayoutError
 from analysis.metrics import MetricError, MetricKey, parse_metric_override
 from analysis.results import ANALYSIS_DIR, ResultsError
+from sah_tasks.common.oserrors import check_writable, is_write_error, write_error_message
 
 EPILOG = """\
 outputs (in --out, default RUN_DIR/analysis):
@@ -124,11 +125,29 @@ def options_from_args(args: argparse.Namespace):
                             workers=args.judge_workers, progress=not args.quiet)  # fmt: skip
     if args.n_boot < 10:
         raise OptionError(f"--n-boot {args.n_boot}: use at least 10 resamples (1000 recommended)")
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    if not formats:
+        raise OptionError(
+            f"--formats {args.formats!r}: give at least one figure format, e.g. png,pdf"
+        )
+    supported = sorted(_figure_formats())
+    unknown = [f for f in formats if f not in supported]
+    if unknown:
+        raise OptionError(
+            f"--formats: unknown figure format(s) {unknown}; expected some of {supported}"
+        )
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file; expected a folder (it is created if missing)")
     return run_dir, Options(out=out, n_boot=args.n_boot, level=args.ci, seed=args.seed,
                             metrics=metrics, targets=args.targets, judge=judge,
                             error_tasks=args.error_tasks, formats=formats, strict=args.strict,
                             progress=not args.quiet)  # fmt: skip
+
+
+def _figure_formats() -> set[str]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         run_dir, opt = options_from_args(args)
+        check_writable(opt.out)  # before the work: a read-only or full --out (creates nothing)
         out = analyse(run_dir, opt)
     except (
         OptionError,
@@ -147,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         RunLayoutError,
         FitError,
         JudgeError,
-        OSError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a read-only --out: the path, and what is wrong
+        message = write_error_message(e) if is_write_error(e) else str(e)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(f"analysed {out.run.table['checkpoint'].nunique()} checkpoints, "
           f"{len(out.fits)} curves in {time.perf_counter() - start:.1f}s")  # fmt: skip

@@ -21,12 +21,16 @@ Experiment YAML:
         accelerate_config: configs/accelerate/single_gpu.yaml
         args: []                         # extra CLI overrides for the trainer
     eval:                                # a mapping, or a list of them
-      - tasks: [sah_gsm8k, sah_gsm8k_fewshot]
+      - tasks: [sah_gsm8k, sah_gsm8k_fewshot]   # a list, also for one task
         checkpoints: "*/gsm8k/*"         # optional glob on checkpoint paths
         backend: vllm                    # vllm | hf
         args: [--gpu_memory_utilization, "0.9"]   # any `sah-eval sweep` flags
     analysis:
       args: []                           # any `python -m analysis` flags
+
+`tasks` and every `args` are YAML lists: a string there (`tasks: sah_gsm8k`, `args: --limit 5`)
+is an error naming the field, never split into characters. Before any stage starts, the
+trainer configs and accelerate configs of the selected stages must exist.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ import argparse
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sah_tasks.common.data import not_utf8
 from trainers.launch import FORWARDED, run_forwarding
 
 STAGES = ("train", "eval", "analyse")
@@ -85,6 +90,9 @@ class Experiment:
         return Path(self.output_root) / self.experiment
 
 
+BACKENDS = ("hf", "vllm")
+
+
 def _build(cls, raw: Any, where: str):
     if not isinstance(raw, dict):
         raise ExperimentError(f"{where}: expected a mapping, got {type(raw).__name__}")
@@ -94,37 +102,104 @@ def _build(cls, raw: Any, where: str):
         raise ExperimentError(
             f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}"
         )
-    try:
-        return cls(**raw)
-    except TypeError as e:
-        raise ExperimentError(f"{where}: {e}") from None
+    missing = [
+        name
+        for name, f in cls.__dataclass_fields__.items()
+        if name not in raw and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise ExperimentError(f"{where}: missing key(s) {missing}")
+    return cls(**raw)
 
 
-def load_experiment(path: Path) -> Experiment:
+def _string_list(value: Any, where: str, what: str, example: str) -> list[str]:
+    """A YAML list of strings. A string is refused, not split into characters or words
+    (`args: --limit 5` or `tasks: sah_gsm8k`): it names the field and shows the list form."""
+    if isinstance(value, str):
+        raise ExperimentError(
+            f"{where}: expected a list of {what}, e.g. {example}; got the string {value!r}"
+        )
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+    ):
+        raise ExperimentError(f"{where}: expected a list of {what}, e.g. {example}; got {value!r}")
+    return [str(v) for v in value]
+
+
+def _read_yaml(path: Path) -> Any:
+    if path.is_dir():
+        raise ExperimentError(f"experiment config {path} is a directory; expected a YAML file")
     if not path.is_file():
         raise ExperimentError(f"experiment config {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ExperimentError(f"{path}: not valid YAML ({e})") from None
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ExperimentError(f"{path}: {not_utf8(e, whole_file=True)}") from None
+    except yaml.YAMLError as e:  # PyYAML's message spans lines (a caret under the column)
+        raise ExperimentError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+
+
+def _check_train(step: TrainStep, where: str) -> None:
+    if not isinstance(step.config, str) or not step.config:
+        raise ExperimentError(f"{where}.config: expected the path of a trainer YAML")
+    if step.script not in TRAINER_SCRIPTS:
+        raise ExperimentError(f"{where}.script {step.script!r}: expected sft or dpo")
+    if step.launcher not in LAUNCHERS:
+        raise ExperimentError(
+            f"{where}.launcher {step.launcher!r}: expected one of {list(LAUNCHERS)}"
+        )
+    if step.accelerate_config is not None and step.launcher == "python":
+        raise ExperimentError(
+            f"{where}.accelerate_config: only used with launcher: accelerate or per_unit "
+            "(launcher: python runs one plain process and would ignore it)"
+        )
+    step.args = _string_list(step.args, f"{where}.args", "trainer flags", "[--max_steps, '5']")
+
+
+def _check_eval(step: EvalStep, where: str) -> None:
+    step.tasks = _string_list(step.tasks, f"{where}.tasks", "task names", "[sah_gsm8k]")
+    if not step.tasks or not all(t.strip() for t in step.tasks):
+        raise ExperimentError(f"{where}.tasks: empty; name the tasks to evaluate, e.g. [sah_gsm8k]")
+    if step.backend not in BACKENDS:
+        raise ExperimentError(f"{where}.backend {step.backend!r}: expected hf or vllm")
+    if step.checkpoints is not None and not isinstance(step.checkpoints, str):
+        raise ExperimentError(f"{where}.checkpoints: expected a glob, e.g. '*/gsm8k/*'")
+    step.args = _string_list(step.args, f"{where}.args", "sweep flags", "[--limit, '5']")
+
+
+def load_experiment(path: Path) -> Experiment:
+    raw = _read_yaml(path) or {}
     if not isinstance(raw, dict) or "experiment" not in raw:
         raise ExperimentError(f"{path}: expected a mapping with at least 'experiment'")
     raw = dict(raw)
-    train = [
-        _build(TrainStep, t, f"{path}: train[{i}]")
-        for i, t in enumerate(raw.pop("train", []) or [])
-    ]
+    steps = raw.pop("train", None) or []
+    if not isinstance(steps, list):
+        raise ExperimentError(
+            f"{path}: train: expected a list of trainer steps, e.g. [{{config: sft.yaml}}]"
+        )
+    train = [_build(TrainStep, t, f"{path}: train[{i}]") for i, t in enumerate(steps)]
     for i, step in enumerate(train):
-        if step.script not in TRAINER_SCRIPTS:
-            raise ExperimentError(f"{path}: train[{i}].script {step.script!r}: expected sft or dpo")
-        if step.launcher not in LAUNCHERS:
-            raise ExperimentError(f"{path}: train[{i}].launcher: expected one of {list(LAUNCHERS)}")
+        _check_train(step, f"{path}: train[{i}]")
     ev = raw.pop("eval", None) or []
     analysis = raw.pop("analysis", None) or {}
     exp = _build(Experiment, raw, str(path))
+    name = exp.experiment
+    if not isinstance(name, str) or not name.strip() or "/" in name or name in (".", ".."):
+        raise ExperimentError(
+            f"{path}: experiment: expected a folder name (the run directory "
+            f"<output_root>/<experiment>), got {name!r}"
+        )
+    if not isinstance(exp.output_root, str) or not exp.output_root:
+        raise ExperimentError(f"{path}: output_root: expected a folder, got {exp.output_root!r}")
+    if not isinstance(exp.env, dict):
+        raise ExperimentError(
+            f"{path}: env: expected a mapping of VARIABLE: value, got {exp.env!r}"
+        )
     exp.train = train
     evals = ev if isinstance(ev, list) else [ev]
     exp.eval = [_build(EvalStep, e, f"{path}: eval[{i}]") for i, e in enumerate(evals)]
+    for i, step in enumerate(exp.eval):
+        _check_eval(step, f"{path}: eval[{i}]")
     if (
         not isinstance(analysis, dict)
         or set(analysis) - {"args"}
@@ -133,6 +208,21 @@ def load_experiment(path: Path) -> Experiment:
         raise ExperimentError(f"{path}: analysis: expected {{args: [flags of python -m analysis]}}")
     exp.analysis_args = [str(a) for a in analysis.get("args", [])]
     return exp
+
+
+def check_files(exp: Experiment, stages: tuple[str, ...], where: Path) -> None:
+    """Before anything runs: every trainer config and accelerate config the selected stages
+    use exists (relative paths are relative to the working directory, as for the stages)."""
+    if "train" not in stages:
+        return
+    for i, step in enumerate(exp.train):
+        files = [("config", step.config), ("accelerate_config", step.accelerate_config)]
+        for key, value in files:
+            if value is not None and not Path(value).expanduser().is_file():
+                raise ExperimentError(
+                    f"{where}: train[{i}].{key}: {Path(value).expanduser().resolve()} does not "
+                    "exist (relative paths are relative to the working directory)"
+                )
 
 
 def _repo_file(rel: str) -> str:
@@ -206,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if bad:
             raise ExperimentError(f"--stages: unknown stage(s) {bad}; expected {list(STAGES)}")
+        if not stages:
+            raise ExperimentError(f"--stages: give at least one of {','.join(STAGES)}")
         exp = load_experiment(args.config)
+        check_files(exp, stages, args.config)
     except ExperimentError as e:
         print(f"sah: error: {e}", file=sys.stderr)
         return 2

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from sah_tasks import eval_settings, ledger
+from sah_tasks.common.data import not_utf8
+from sah_tasks.common.oserrors import is_write_error, write_error_message
 
 log = logging.getLogger("sah.sweep")
 
@@ -88,9 +90,22 @@ class Checkpoint:
 
     @property
     def model_path(self) -> str:
-        """What the manifest says to serve: the checkpoint itself, or the model it points at."""
-        field_name = "model_path" if self.manifest.get("model_path") else "base_model"
-        return self._path(field_name)
+        """What the manifest says to serve: the checkpoint itself, or the model it points at.
+
+        Only a base-model manifest (n0) may leave `model_path` out and mean its `base_model`;
+        a trained checkpoint without it would silently be scored as its base model.
+        """
+        if self.manifest.get("model_path"):
+            return self._path("model_path")
+        if self.manifest.get("stage") == "base" or (
+            self.manifest.get("n") == 0 and not self.manifest.get("stage")
+        ):
+            return self._path("base_model")
+        raise SweepError(
+            f"{self.path / MANIFEST}: no 'model_path' field (what to serve: '.' for this "
+            "checkpoint's own weights, or a path or hub id); without it this trained checkpoint "
+            "would be scored as its base model"
+        )
 
     @property
     def base_model(self) -> str:
@@ -142,7 +157,9 @@ def _is_checkpoint(path: str) -> bool:
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise SweepError(f"{path}: {not_utf8(e, whole_file=True)}") from None
     except json.JSONDecodeError as e:
         raise SweepError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(manifest, dict):
@@ -156,6 +173,10 @@ def discover(run_dir: Path, only: str | None = None) -> list[Checkpoint]:
     `only` is a glob on the checkpoint path relative to `run_dir` (e.g. `*/gsm8k/*`).
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SweepError(
+            f"run directory {run_dir} is a file; expected the folder runs/<experiment>"
+        )
     if not run_dir.is_dir():
         raise SweepError(f"run directory {run_dir} does not exist")
     found = []
@@ -652,6 +673,13 @@ def _run_members(
             except ledger.UnitBusy as e:  # another sweep is on it: its result, not ours
                 log.warning("skipping %s on %s: %s", unit.checkpoint.rel, unit.task, e)
                 report.busy.append((*unit.key, str(e)))
+            except OSError as e:  # a full disk or read-only eval/: the path, no traceback
+                if not is_write_error(e):
+                    log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
+                    report.fail([unit], f"{type(e).__name__}: {e}")
+                else:
+                    log.error("FAILED %s on %s: %s", unit.checkpoint.rel, unit.task, e)
+                    report.fail([unit], write_error_message(e, unit.out_dir))
             except Exception as e:  # one failing unit must not lose the rest of the sweep
                 log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
                 report.fail([unit], f"{type(e).__name__}: {e}")
@@ -704,6 +732,43 @@ def with_loadable_data(units: list[Unit], task_manager, report: SweepReport) -> 
     return [u for u in units if u.task not in broken]
 
 
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.pt")
+
+
+def missing_weights(weights: str) -> str | None:
+    """Why a local model folder cannot be loaded when its weight files are gone, else None."""
+    folder = Path(weights)
+    if not folder.is_dir() or any(next(folder.glob(p), None) for p in WEIGHT_FILES):
+        return None
+    return (
+        f"{folder} has no model weights (*.safetensors or pytorch_model*.bin): deleted or never "
+        f"written; restore them, or delete {folder / COMPLETED} and train this scale again"
+    )
+
+
+def writable_members(group: EngineGroup, report: SweepReport) -> EngineGroup:
+    """The group without the checkpoints whose eval/ folder cannot be written (a read-only
+    mount, a full disk): their units fail before any model is loaded."""
+    kept = []
+    for member in group.members:
+        checkpoint, _, units = member
+        folder = checkpoint.path / "eval"
+        probe = folder / f".write-probe-{os.getpid()}"
+        try:
+            folder.mkdir(exist_ok=True)
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            probe.unlink()
+        except OSError as e:
+            if not is_write_error(e):
+                raise
+            why = write_error_message(e, folder)
+            log.error("%s: %s", checkpoint.rel, why)
+            report.fail(units, why)
+        else:
+            kept.append(member)
+    return EngineGroup(group.spec, kept)
+
+
 def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepReport:
     """Evaluate `units` (already sharded), loading each model once; skip units already done.
 
@@ -715,16 +780,23 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
     todo, requests = triage(units, ledger.Ledger(task_manager), opts, report)
     todo = with_loadable_data(todo, task_manager, report)
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
-    groups = engine_groups(todo, opts, report)
+    groups = [writable_members(g, report) for g in engine_groups(todo, opts, report)]
     bar.update(len(report.failed))
     for group in groups:
+        if not group.members:  # none of its checkpoints can take results: load nothing
+            continue
         args = engine_model_args(group, opts)
         log.info("loading %s (%d checkpoint(s))", args, len(group.members))
         try:
             lm = _load_lm(args, opts)
         except Exception as e:  # a broken checkpoint must not stop the sweep on every rerun
-            log.exception("cannot load %s", args)
-            report.fail(group.units, f"model load failed ({args}): {type(e).__name__}: {e}")
+            missing = missing_weights(group.spec.weights)
+            if missing:  # deleted weights: say so, no traceback
+                log.error("cannot load %s: %s", args, missing)
+                report.fail(group.units, missing)
+            else:
+                log.exception("cannot load %s", args)
+                report.fail(group.units, f"model load failed ({args}): {type(e).__name__}: {e}")
             bar.update(len(group.units))
             _free_memory()
             continue
@@ -984,6 +1056,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def check_values(args: argparse.Namespace) -> list[str]:
+    """Flag values that would fail deep inside lm-eval, or silently do nothing, as SweepErrors
+    naming the flag; returns the task patterns."""
+    patterns = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not patterns:
+        raise SweepError(
+            f"--tasks {args.tasks!r}: give at least one task name or glob, e.g. sah_gsm8k or "
+            "'sah_*' (`sah-eval ls tasks` lists them)"
+        )
+    limit = getattr(args, "limit", None)
+    if limit is not None and not limit > 0:
+        raise SweepError(
+            f"--limit: got '{limit:g}'; expected a number of items > 0 per task (or a fraction "
+            "below 1 of each task's items)"
+        )
+    batch = str(getattr(args, "batch_size", "auto"))
+    auto, colon, times = batch.partition(":")
+    ok = (batch.isdigit() and int(batch) > 0) or (
+        auto == "auto" and (not colon or (times.isdigit() and int(times) > 0))
+    )
+    if not ok:
+        raise SweepError(
+            f"--batch_size: got {batch!r}; expected a positive integer, 'auto' or 'auto:N'"
+        )
+    for part in (p for p in (args.model_args or "").split(",") if p.strip()):
+        if "=" not in part or not part.split("=", 1)[0].strip():
+            raise SweepError(
+                f"--model_args {args.model_args!r}: expected key=value[,key=value], "
+                "e.g. dtype=bfloat16,max_length=4096"
+            )
+    return patterns
+
+
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -995,10 +1100,11 @@ def _main(argv: list[str] | None = None) -> int:
         install_task_path()
         from lm_eval.tasks import TaskManager
 
+        patterns = check_values(args)
         opts = options_from_args(args)
         # built once for the whole sweep; --metadata reaches the tasks through it, as in lm_eval
         task_manager = TaskManager(metadata=opts.metadata)
-        tasks = expand_tasks([t for t in args.tasks.split(",") if t], task_manager)
+        tasks = expand_tasks(patterns, task_manager)
         for spec in args.models or []:
             log.info("reference model %s -> %s", spec, register_reference(args, spec))
         index, count = parse_shard(args.shard)

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from sah_tasks.common.oserrors import as_write_error, write_error_message
+from sah_tasks.common.oserrors import check_writable as probe_writable
 from trainers.config import ConfigError, slugify, to_jsonable
 from trainers.data import Example, PreferencePair
 from trainers.manifest import (
@@ -124,6 +126,11 @@ def describe_base_model(
             "model_name_or_path is required (the base model: a HF id or a local path)"
         )
     local = Path(name).expanduser()
+    if not local.exists() and _looks_local(name):
+        raise ConfigError(
+            f"model_name_or_path {name}: not a local folder (no such path), and not a hub id "
+            "(org/name) either"
+        )
     revision = None if local.exists() else model_args.model_revision
     if local.exists():
         name = os.path.abspath(local)  # absolute, but keeps the user's symlinks
@@ -139,6 +146,11 @@ def describe_base_model(
     )
 
 
+def _looks_local(name: str) -> bool:
+    """A path, not a hub id: absolute, relative with ./ ../ ~, or with more than one '/'."""
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1
+
+
 def _model_config(name: str, revision: str | None, trust_remote_code: bool):
     from transformers import AutoConfig
 
@@ -146,8 +158,9 @@ def _model_config(name: str, revision: str | None, trust_remote_code: bool):
         return AutoConfig.from_pretrained(
             name, revision=revision, trust_remote_code=trust_remote_code
         )
-    except OSError as e:
-        raise ConfigError(f"cannot load the model config of {name!r}: {e}") from None
+    except (OSError, ValueError) as e:  # not found, offline, not a repo id, no config.json
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), repr(e))
+        raise ConfigError(f"cannot load the model config of {name!r}: {first}") from None
 
 
 def _size_in_billions(config: Any) -> float | None:
@@ -237,6 +250,29 @@ def check_trains_something(training_args: Any) -> None:
             f"num_train_epochs {epochs:g} with max_steps {steps}: this trains nothing; set "
             "num_train_epochs > 0, or max_steps > 0 (which overrides it)"
         )
+
+
+def check_batch_options(training_args: Any) -> None:
+    """Batch size and accumulation steps must be >= 1 (0 fails deep inside the data loader, or
+    divides by zero), checked before anything is loaded."""
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        value = getattr(training_args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} {value}: expected an integer >= 1")
+
+
+def check_writable(root: Path, what: str) -> None:
+    """Fail before any work when `root` could not be written (a read-only mount, a full disk,
+    no permission); nothing is created (`sah_tasks.common.oserrors.check_writable`)."""
+    try:
+        probe_writable(root)
+    except NotADirectoryError as e:
+        raise ConfigError(f"{what}: {e.filename} is a file; expected a folder") from None
+    except OSError as e:
+        error = as_write_error(e)
+        if error is None:
+            raise ConfigError(f"{what}: cannot write {root}: {e.strerror or e}") from None
+        raise ConfigError(f"{what}: {write_error_message(error, root)}") from None
 
 
 def run_seed(args: RunArguments, training_args: Any) -> int:
@@ -570,7 +606,13 @@ def clear_dir(path: Path) -> None:
 def save_trained(trainer, run_dir: Path, lora: bool) -> None:
     """Save the weights (the adapter, for LoRA). Every rank calls it: FSDP/ZeRO-3 gather here."""
     target = run_dir / ADAPTER_DIR if lora else run_dir
-    trainer.save_model(str(target))
+    try:
+        trainer.save_model(str(target))
+    except Exception as e:  # safetensors (Rust) reports a full disk as "... (os error 28)"
+        error = as_write_error(e, target)
+        if error is None:
+            raise
+        raise error from e
     barrier()
 
 
@@ -643,6 +685,9 @@ def on_main_process(work: Callable[[], None], what: str) -> None:
     A bare barrier after main-process work hangs the other ranks forever when the main process
     dies in between; sharing the outcome instead makes every rank stop with the same error.
     """
+    if state().num_processes <= 1:  # nothing to share: the error itself, not a RuntimeError
+        work()
+        return
     error = None
     if is_main_process():
         try:
@@ -692,14 +737,20 @@ def finish_run_dir(
     """Main process: merge LoRA (given `(model_args, training_args)`), clean up, manifest, COMPLETED."""
 
     def finish() -> None:
-        if merge is not None:
-            merge_adapter(*merge, tokenizer, run_dir)
-        else:
-            tokenizer.save_pretrained(str(run_dir))
-        if not keep_checkpoints:
-            for checkpoint in run_dir.glob("checkpoint-*"):
-                shutil.rmtree(checkpoint, ignore_errors=True)
-        write_manifest(run_dir, manifest)
+        try:
+            if merge is not None:
+                merge_adapter(*merge, tokenizer, run_dir)
+            else:
+                tokenizer.save_pretrained(str(run_dir))
+            if not keep_checkpoints:
+                for checkpoint in run_dir.glob("checkpoint-*"):
+                    shutil.rmtree(checkpoint, ignore_errors=True)
+            write_manifest(run_dir, manifest)
+        except Exception as e:  # a full disk while merging (safetensors says "os error 28")
+            error = as_write_error(e, run_dir)
+            if error is None:
+                raise
+            raise error from e
         mark_completed(run_dir)  # last: the folder is complete from here on
 
     on_main_process(finish, f"finishing {run_dir}")

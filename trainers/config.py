@@ -38,6 +38,10 @@ def parse_dataclasses(
             raise ConfigError("--config needs a YAML file path")
         check_yaml_keys(Path(args[index + 1]), dataclass_types)
     parser = TrlParser(list(dataclass_types), prog=prog)
+    # one line for a bad flag, not argparse's usage of every TRL option (hundreds of lines)
+    parser.error = lambda message: parser.exit(  # type: ignore[method-assign]
+        2, f"{parser.prog}: error: {message} (all options: --help)\n"
+    )
     try:
         return tuple(parser.parse_args_and_config(args=args))
     except ValueError as e:
@@ -48,12 +52,18 @@ def parse_dataclasses(
 
 def check_yaml_keys(path: Path, dataclass_types: Sequence[type]) -> dict[str, Any]:
     """Read the YAML config and fail on a key that no dataclass defines."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        from sah_tasks.common.data import not_utf8
+
+        raise ConfigError(f"{path}: {not_utf8(e, whole_file=True)}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_one_line(e)})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
     valid = {f.name for dc in dataclass_types for f in fields(dc) if f.init} | {"env"}
@@ -66,6 +76,11 @@ def check_yaml_keys(path: Path, dataclass_types: Sequence[type]) -> dict[str, An
     if problems:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(problems)}")
     return config
+
+
+def _one_line(error: Exception) -> str:
+    """A library's multi-line message (PyYAML's points at the line with a caret) on one line."""
+    return " ".join(str(error).split())
 
 
 def parse_mapping(value: dict | str | None, name: str) -> dict:

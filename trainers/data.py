@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sah_tasks.common.data import read_jsonl
+from sah_tasks.common.data import TaskDataError, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,10 @@ def _local_only_source(task: str) -> TaskSource:
 def _load_pool(source: TaskSource, data_files: str | None, revision: str | None) -> Pool:
     if data_files is not None:
         path = Path(data_files).expanduser().resolve()
-        rows = read_jsonl(path, origin="data_files")
+        try:
+            rows = read_jsonl(path, origin="data_files")
+        except TaskDataError as e:  # missing, empty, not JSONL, not UTF-8
+            raise TrainDataError(str(e)) from None
         examples = _examples(
             rows, _RowContext(f"{path}", source), raw_ok=source.convert is not None
         )
@@ -445,9 +448,12 @@ def _format_row(
 ) -> dict[str, str]:
     wanted = FORMATTED_FIELDS[ctx.source.kind]
     where = f"{ctx.origin}:{lineno}"
+    partly_formatted = any(k in row for k in wanted) and not any(
+        k in row for k in ctx.source.raw_fields
+    )
     if formatted_ok and all(isinstance(row.get(k), str) for k in wanted):
         record = {k: row[k] for k in wanted}
-    elif raw_ok and ctx.source.convert is not None:
+    elif raw_ok and ctx.source.convert is not None and not (formatted_ok and partly_formatted):
         missing = [k for k in ctx.source.raw_fields if k not in row]
         if missing:
             raise TrainDataError(
@@ -460,7 +466,17 @@ def _format_row(
             raise TrainDataError(f"{where}: cannot convert row ({type(e).__name__}: {e})") from None
     else:
         missing = [k for k in wanted if k not in row]
-        raise TrainDataError(f"{where}: missing field(s) {missing}; expected fields {list(wanted)}")
+        if not missing:  # all there, but one is not a string
+            bad = next(k for k in wanted if not isinstance(row.get(k), str))
+            raise TrainDataError(f"{where}: field {bad!r} must be a non-empty string")
+        raw = (
+            f" (or the {ctx.source.task} source fields {list(ctx.source.raw_fields)})"
+            if raw_ok and ctx.source.convert is not None
+            else ""
+        )
+        raise TrainDataError(
+            f"{where}: missing field(s) {missing}; expected fields {list(wanted)}{raw}"
+        )
     for key, value in record.items():
         if not isinstance(value, str) or not value.strip():
             raise TrainDataError(f"{where}: field {key!r} must be a non-empty string")

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sah_tasks.common.oserrors import is_write_error, write_error_message
 from trainers import sft
 from trainers.common import (
     BaseModel,
@@ -42,8 +43,10 @@ from trainers.common import (
     Unit,
     barrier,
     chat_template_record,
+    check_batch_options,
     check_one_unit_per_process,
     check_trains_something,
+    check_writable,
     completed_unchanged,
     describe_run_base,
     load_model,
@@ -188,6 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DPORun:
         (BudgetArguments, DPOConfig, ModelConfig), argv, prog="trainers/dpo.py"
     )
     check_trains_something(training)
+    check_batch_options(training)
     return DPORun(budget, training, model)
 
 
@@ -230,6 +234,7 @@ def apply_overrides(parts: Sequence[Any], overrides: dict[str, Any]) -> None:
 
 def run_dpo(run: DPORun) -> list[Path]:
     """Every (budget, fraction) of the grid, in this process; returns the budget run dirs."""
+    check_writable(experiment_root(run), f"output_root {run.budget.output_root}")
     base = describe_run_model(run)
     splits = [BudgetSplit.of(b, r) for b in run.budget.budgets for r in run.budget.sft_fractions]
     check_one_unit_per_process(
@@ -497,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         return run_dpo(parse_args(argv))
     except sft.USER_ERRORS as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # the disk filled up, or the output went read-only, while writing
+        if not is_write_error(e):
+            raise
+        raise SystemExit(f"error: {write_error_message(e)}") from None
     except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         raise SystemExit(130) from None

@@ -19,7 +19,7 @@ import platform
 import socket
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,8 +203,13 @@ def unit_lock(lock_path: Path) -> Iterator[None]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: no half-written temporary file left behind
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_manifest(run_dir: Path, manifest: Manifest) -> Path:

@@ -30,14 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sah_tasks.common.oserrors import is_write_error, write_error_message
 from trainers.common import (
     BaseModel,
     RunArguments,
     Unit,
     barrier,
     chat_template_record,
+    check_batch_options,
     check_one_unit_per_process,
     check_trains_something,
+    check_writable,
     completed_unchanged,
     describe_run_base,
     load_model,
@@ -124,7 +127,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SFTRun:
     check_overrides(run.scale.scale_overrides, type(run.training))
     for n in run.scale.scales:  # the effective options of each scale (with its overrides)
         if n > 0:
-            check_trains_something(scale_training_args(run, n, Path(".")))
+            args = scale_training_args(run, n, Path("."))
+            check_trains_something(args)
+            check_batch_options(args)
     return run
 
 
@@ -150,6 +155,7 @@ def load_pool(run: SFTRun) -> Pool:
 
 def run_sft(run: SFTRun) -> list[Path]:
     """Train (or skip, if completed) every scale of `run` in this process; return their dirs."""
+    check_writable(experiment_root(run), f"output_root {run.scale.output_root}")
     base = describe_run_model(run)
     pool = load_pool(run)
     for n in run.scale.scales:  # fail before training anything
@@ -289,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         return run_sft(parse_args(argv))
     except USER_ERRORS as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # the disk filled up, or the output went read-only, while writing
+        if not is_write_error(e):
+            raise
+        raise SystemExit(f"error: {write_error_message(e)}") from None
     except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         raise SystemExit(130) from None

@@ -54,17 +54,24 @@ def local_file(source: DataSource, data_files: str | None) -> tuple[Path, str] |
 
 def read_jsonl(path: Path, origin: str, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Read a JSONL file, failing with the file, line and field on the first bad row."""
+    if path.is_dir():
+        raise TaskDataError(
+            f"local data file {path} (set by {origin}) is a directory; expected a JSONL file"
+        )
     if not path.is_file():
         raise TaskDataError(f"local data file {path} (set by {origin}) does not exist")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = decode_line(raw, path, lineno, TaskDataError)
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                raise TaskDataError(
+                    f"{path}:{lineno}: not valid JSON ({e.msg} column {e.colno})"
+                ) from None
             if not isinstance(row, dict):
                 raise TaskDataError(f"{path}:{lineno}: expected a JSON object per line")
             missing = [k for k in required if k not in row]
@@ -76,6 +83,23 @@ def read_jsonl(path: Path, origin: str, required: tuple[str, ...] = ()) -> list[
     if not rows:
         raise TaskDataError(f"local data file {path} (set by {origin}) has no rows")
     return rows
+
+
+def decode_line(raw: bytes, path: Path, lineno: int, error: type[Exception] = ValueError) -> str:
+    """One line of a text file as UTF-8 (a BOM on line 1 is dropped); `error(PATH:LINE: ...)`
+    when it is not UTF-8 (e.g. a file saved as Latin-1 or UTF-16)."""
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}:{lineno}: {not_utf8(e)}") from None
+
+
+def not_utf8(error: UnicodeDecodeError, whole_file: bool = False) -> str:
+    """What is wrong, in words: the first byte that is not UTF-8 and where it is (its column
+    in a line, or its offset in a whole file)."""
+    where = f"offset {error.start}" if whole_file else f"column {error.start + 1}"
+    byte = error.object[error.start]
+    return f"not UTF-8 text (byte 0x{byte:02x} at {where}); save the file as UTF-8"
 
 
 def load_source(

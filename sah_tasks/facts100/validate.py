@@ -92,6 +92,8 @@ class _Event:
         return [self.data["title"], self.data["article"], *self.data["paraphrases"], *qa]
 
 
+from sah_tasks.common.data import not_utf8  # noqa: E402
+
 # The task scorer's SQuAD normalisation: validation must agree with scoring.
 from sah_tasks.multihop.utils import normalize_answer  # noqa: E402
 
@@ -430,12 +432,19 @@ def loader_problems(events: list[dict[str, Any]]) -> list[Problem]:
 def validate_file(path: str | Path, expected: int | None = EXPECTED_EVENTS) -> list[Problem]:
     """All problems of the event file at `path`; every unparseable line is its own problem."""
     path = Path(path)
+    if path.is_dir():
+        return [Problem(str(path), "is a directory; expected a JSONL file")]
     if not path.is_file():
         return [Problem(str(path), "file does not exist")]
     raw: list[tuple[int, Any]] = []
     problems: list[Problem] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, data in enumerate(f, 1):
+            try:  # every undecodable line is its own problem, like every unparseable one
+                line = data.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                problems.append(Problem(f"line {lineno}", not_utf8(e)))
+                continue
             if not line.strip():
                 continue
             try:
