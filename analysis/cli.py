@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         message = write_error_message(e) if is_write_error(e) else str(e)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
+        print("interrupted; rerun to analyse again", file=sys.stderr)
+        return 130
     print(f"analysed {out.run.table['checkpoint'].nunique()} checkpoints, "
           f"{len(out.fits)} curves in {time.perf_counter() - start:.1f}s")  # fmt: skip
     for _, r in out.fits_df.iterrows():

@@ -135,6 +135,14 @@ def run_forwarding(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # completed units are kept; rerun to continue
+        print("interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     try:
         todo = commands(args)

@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"expected number of events (default {EXPECTED_EVENTS}; 0 = any, for a Facts-N)",
     )
     args = parser.parse_args(argv)
-    problems = validate_file(args.file, expected=args.count or None)
+    try:
+        problems = validate_file(args.file, expected=args.count or None)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     for problem in problems:  # a problem of the whole file is said once, after its name
         said = problem.message if problem.where == str(Path(args.file)) else problem
         print(f"{args.file}: {said}")
