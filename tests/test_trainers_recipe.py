@@ -106,6 +106,11 @@ def test_completed_budget_run_with_another_recipe_is_refused(tiny_model_dir, tmp
         assert dpo.run_dpo(dpo.parse_args(argv)) == [run_dir]
     with pytest.raises(ConfigError, match=r"different recipe .*config.training.beta"):
         dpo.run_dpo(dpo.parse_args([*argv, "--beta", "0.5"]))
+    # the launcher still launches the completed unit, whose own process checks the recipe
+    (unit,) = launch.dpo_units([*argv, "--beta", "0.5"])
+    assert unit[-2:] == ["--only_stage", "dpo"]
+    with pytest.raises(ConfigError, match="different recipe"):
+        dpo.run_dpo(dpo.parse_args(unit))
 
 
 def test_one_trainer_per_scale(tiny_model_dir, tmp_path):

@@ -51,9 +51,12 @@ def dpo_units(argv: Sequence[str]) -> list[list[str]]:
         for fraction in run.budget.sft_fractions:
             split = dpo.BudgetSplit.of(budget, fraction)
             run_dir = dpo.budget_dir(run, base, split)
-            if is_completed(run_dir):
-                continue
             point = [*argv, "--budgets", str(budget), "--sft_fractions", str(fraction)]
+            if is_completed(run_dir):
+                # still launched: the recipe check of a budget run needs its SFT stage and
+                # pairs, which the unit's own process builds; with the same recipe it skips
+                units.append([*point, "--only_stage", "dpo"])
+                continue
             stage_dir = run_dir.parent / f"n{split.n_sft}"
             if split.n_sft > 0 and not is_completed(stage_dir) and stage_dir not in stages:
                 stages.add(stage_dir)
