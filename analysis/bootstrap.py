@@ -25,6 +25,8 @@ from analysis.fit import FitError, PowerLaw, Saturating, fit_power_law, fit_satu
 PAIRED = "item bootstrap, paired across N"
 UNPAIRED = "item bootstrap, unpaired (item sets differ across N)"
 PARAMETRIC = "normal approximation from lm-eval stderr (no per-item samples)"
+NO_INTERVAL = "no interval (no per-item samples and no numeric lm-eval stderr)"
+_NO_A = 1e-12  # a saturating amplitude A below this is zero: alpha is then undetermined
 
 
 def curve_rng(seed: int, curve: Curve) -> np.random.Generator:
@@ -42,26 +44,38 @@ def item_weights(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndar
 
 
 def resample_scores(curve: Curve, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Scores of every point in every resample, shape (n_boot, points), and the method used."""
+    """Scores of every point in every resample, shape (n_boot, points), and the method used.
+
+    A point whose score is not a number is NaN in every resample (it is left out everywhere),
+    and so is a point with neither per-item samples nor a numeric stderr (no interval)."""
     items = curve.items
     if curve.has_items and all(np.array_equal(it.doc_ids, items[0].doc_ids) for it in items):
         w = item_weights(rng, n_boot, len(items[0].doc_ids))
         num = np.stack([it.num for it in items])
         den = np.stack([it.den for it in items])
         with np.errstate(divide="ignore", invalid="ignore"):
-            return (w @ num.T) / (w @ den.T), PAIRED
-    scores = np.empty((n_boot, len(curve.x)))
+            scores, method = (w @ num.T) / (w @ den.T), PAIRED
+    else:
+        scores, method = _resample_each(curve, n_boot, rng)
+    scores[:, ~np.isfinite(curve.value)] = np.nan
+    return scores, method
+
+
+def _resample_each(curve: Curve, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Unpaired fallback: each point's items on their own, or a normal draw with its stderr."""
+    scores = np.full((n_boot, len(curve.x)), np.nan)
     methods = set()
-    for k, it in enumerate(items):
+    for k, it in enumerate(curve.items):
         if it is not None:
             w = item_weights(rng, n_boot, len(it.doc_ids))
             with np.errstate(divide="ignore", invalid="ignore"):
                 scores[:, k] = (w @ it.num) / (w @ it.den)
             methods.add(UNPAIRED)
-        else:
-            se = curve.stderr[k] if np.isfinite(curve.stderr[k]) else 0.0
-            scores[:, k] = curve.value[k] + se * rng.standard_normal(n_boot)
+        elif np.isfinite(curve.stderr[k]):
+            scores[:, k] = curve.value[k] + curve.stderr[k] * rng.standard_normal(n_boot)
             methods.add(PARAMETRIC)
+        elif np.isfinite(curve.value[k]):
+            methods.add(NO_INTERVAL)  # lm-eval wrote stderr "N/A": not a zero-width interval
     return scores, " + ".join(sorted(methods))
 
 
@@ -73,6 +87,18 @@ def interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(finite_or_inf, [tail, 1.0 - tail], method="inverted_cdf")
     return float(lo), float(hi)
+
+
+def inside(point: float, lo: float, hi: float) -> bool:
+    """Whether `point` lies in [lo, hi]; True when there is nothing to compare (a NaN)."""
+    if math.isnan(point) or math.isnan(lo) or math.isnan(hi):
+        return True
+    tol = 1e-9 * max(1.0, abs(point)) if math.isfinite(point) else 0.0
+    return lo - tol <= point <= hi + tol
+
+
+def scales_text(xs: np.ndarray) -> str:
+    return ", ".join(f"{x:g}" for x in xs)
 
 
 @dataclass
@@ -87,11 +113,18 @@ class CurveFit:
     power_boot: PowerLaw | None = None
     saturating: Saturating | None = None
     saturating_boot: Saturating | None = None
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # why something is missing or left out (fits.csv `note`)
+    warnings: tuple[str, ...] = ()  # problems with the inputs (scores that are not numbers)
 
     @property
     def fit_mask(self) -> np.ndarray:
-        return self.curve.x > 0
+        """N > 0 with a finite score: the points of the saturating fit."""
+        return (self.curve.x > 0) & np.isfinite(self.curve.value)
+
+    @property
+    def power_mask(self) -> np.ndarray:
+        """The fit_mask points with a score > 0: the points of the log-log (power-law) fit."""
+        return self.fit_mask & (self.curve.value > 0)
 
     @property
     def baseline(self) -> float:
@@ -99,81 +132,199 @@ class CurveFit:
         return float(at0[0]) if at0.size else math.nan
 
 
+def left_out(cf: CurveFit) -> list[str]:
+    """Why each N > 0 point is not in the log-log fit, e.g. `N=16, 64 left out: score 0
+    (log-log needs > 0)`; empty when every point is in it."""
+    c, out = cf.curve, []
+    low = cf.fit_mask & ~cf.power_mask
+    if low.any():
+        what = "score 0" if np.all(c.value[low] == 0) else "score <= 0"
+        out.append(f"N={scales_text(c.x[low])} left out: {what} (log-log needs > 0)")
+    bad = (c.x > 0) & ~np.isfinite(c.value)
+    if bad.any():
+        out.append(f"N={scales_text(c.x[bad])} left out: score is not a number (see warnings)")
+    return out
+
+
+def nan_warnings(curve: Curve) -> list[str]:
+    """One warning per point whose score is not a number, naming the curve, N and the file."""
+    out = []
+    for k in np.flatnonzero(~np.isfinite(curve.value)):
+        where = f" in {curve.source(k)}" if curve.source(k) else ""
+        value = "NaN" if np.isnan(curve.value[k]) else f"{curve.value[k]}"
+        out.append(f"{curve.label}: {curve.x_name}={curve.x[k]:g}: score is {value}{where}; "
+                   "left out of the fits and the bootstrap")  # fmt: skip
+    return out
+
+
+def _degenerate(cf: CurveFit) -> str | None:
+    """Why no fit can be made from these scores (fewer than 2 scales with a score > 0)."""
+    n_fit, n_pos = int(cf.fit_mask.sum()), int(cf.power_mask.sum())
+    if n_fit < 2 or n_pos >= 2:
+        return None  # too few scales at all: the fits' own messages name them
+    values = cf.curve.value[cf.fit_mask]
+    if n_pos == 1:
+        why = f"only N={scales_text(cf.curve.x[cf.power_mask])} has a score > 0"
+    else:
+        why = f"all {n_fit} scores at N > 0 are 0" if np.all(values == 0) else "no score > 0"
+    return f"fits not available: {why} (a fit needs at least 2 scales with a score > 0)"
+
+
+def _boot_rows(cf: CurveFit, mask: np.ndarray) -> np.ndarray | None:
+    """The resampled scores of the points in `mask`; None when one of them has no interval."""
+    rows = cf.boot[:, mask]
+    return None if np.isnan(rows).all(0).any() else rows
+
+
+def _fit_power(cf: CurveFit) -> list[str]:
+    mask, n_boot = cf.power_mask, cf.boot.shape[0]
+    d, rows = cf.curve.x[mask], _boot_rows(cf, mask)
+    try:
+        cf.power = fit_power_law(d, cf.curve.value[mask])
+    except FitError as e:
+        return [str(e)]
+    cf.power_boot = fit_power_law(d, rows) if rows is not None else PowerLaw.unavailable(n_boot)
+    if np.isnan(cf.power.slope[0]):
+        cf.power = cf.power_boot = None
+        return ["power law: fewer than 2 distinct scales with a score > 0"]
+    return []
+
+
+def _fit_saturating(cf: CurveFit) -> list[str]:
+    mask, n_boot = cf.fit_mask, cf.boot.shape[0]
+    d, rows = cf.curve.x[mask], _boot_rows(cf, mask)
+    try:
+        cf.saturating = fit_saturating(d, cf.curve.value[mask])
+    except FitError as e:
+        return [str(e)]
+    cf.saturating_boot = (
+        fit_saturating(d, rows) if rows is not None else Saturating.unavailable(n_boot)
+    )
+    if cf.saturating.amplitude[0] <= _NO_A:
+        return ["saturating fit: A = 0 (the error does not fall with N), so alpha is undetermined"]
+    return []
+
+
+def _interval_notes(cf: CurveFit) -> list[str]:
+    """Points that have a score but no interval (no samples, lm-eval stderr "N/A")."""
+    none = np.isfinite(cf.curve.value) & np.isnan(cf.boot).all(0)
+    if not none.any():
+        return []
+    fits = "; so the fits have no intervals" if (none & cf.fit_mask).any() else ""
+    return [f"N={scales_text(cf.curve.x[none])}: no interval (no per-item samples and lm-eval's "
+            f"stderr is not a number, e.g. 'N/A'){fits}"]  # fmt: skip
+
+
 def fit_curve(curve: Curve, n_boot: int, level: float, seed: int) -> CurveFit:
-    """Fit both forms to a scale curve, on the point values and on every resample."""
+    """Fit both forms to a scale curve, on the point values and on every resample.
+
+    The same points are left out of the point fit and of every resample: N = 0 (the baseline),
+    scores that are not numbers (a warning) and, for the log-log fit only, scores <= 0."""
     boot, method = resample_scores(curve, n_boot, curve_rng(seed, curve))
     cf = CurveFit(curve=curve, level=level, method=method, boot=boot)
-    mask = cf.fit_mask
-    d = curve.x[mask]
-    notes = []
-    try:
-        cf.power = fit_power_law(d, curve.value[mask])
-        cf.power_boot = fit_power_law(d, boot[:, mask])
-        if np.isnan(cf.power.slope[0]):
-            notes.append("power law: fewer than 2 scores > 0")
-            cf.power = cf.power_boot = None
-    except FitError as e:
-        notes.append(str(e))
-    try:
-        cf.saturating = fit_saturating(d, curve.value[mask])
-        cf.saturating_boot = fit_saturating(d, boot[:, mask])
-    except FitError as e:
-        notes.append(str(e))
-    cf.notes = tuple(notes)
+    cf.warnings = tuple(nan_warnings(curve))
+    degenerate = _degenerate(cf)
+    notes = [degenerate] if degenerate else [*_fit_power(cf), *_fit_saturating(cf)]
+    cf.notes = tuple(notes + _interval_notes(cf))
     return cf
 
 
-def _with_interval(row: dict, name: str, point: float, samples: np.ndarray, level: float) -> None:
-    row[name] = point
-    row[f"{name}_lo"], row[f"{name}_hi"] = interval(samples, level)
+def with_interval(row: dict, name: str, point: float, samples: np.ndarray, level: float) -> None:
+    """`name`, `name_lo`, `name_hi`; an estimate outside its own interval is added to `flags`."""
+    lo, hi = interval(samples, level)
+    row[name], row[f"{name}_lo"], row[f"{name}_hi"] = point, lo, hi
+    if not inside(point, lo, hi):
+        flag = f"{name} = {point:.4g} lies outside its interval [{lo:.4g}, {hi:.4g}]"
+        row["flags"] = "; ".join(filter(None, [row.get("flags", ""), flag]))
+
+
+def _llo_reason(cf: CurveFit, form: str, mask: np.ndarray, train: np.ndarray) -> str | None:
+    """Why the leave-largest-out check of `form` cannot be made (None when it can)."""
+    fitted = cf.power if form == "power" else cf.saturating
+    need, what = (2, "log-log fit") if form == "power" else (3, "saturating fit")
+    if fitted is None:
+        return f"no {what}"
+    if train.sum() < need:
+        return f"needs at least {need + 1} scales in the {what}, has {int(mask.sum())}"
+    return None
+
+
+def _llo_form(cf: CurveFit, row: dict, form: str, train: np.ndarray, k: int) -> None:
+    fit = fit_power_law if form == "power" else fit_saturating
+    d, held, observed = cf.curve.x[train], cf.curve.x[k], cf.curve.value[k]
+    point = fit(d, cf.curve.value[train]).predict(held)[0, 0]
+    rows = _boot_rows(cf, train)
+    boot = fit(d, rows).predict(held)[:, 0] if rows is not None else np.full(len(cf.boot), np.nan)
+    row[f"llo_{form}_pred"] = point
+    with_interval(row, f"llo_{form}_err", point - observed, boot - cf.boot[:, k], cf.level)
+    if rows is None:
+        row[f"llo_{form}_note"] = "no interval (a point has no interval)"
 
 
 def leave_largest_out(cf: CurveFit, row: dict) -> None:
-    """Fit without the largest N, predict it; the error's interval is bootstrapped (paired)."""
-    mask = cf.fit_mask
-    d = cf.curve.x[mask]
-    if len(d) < 3:
-        row["llo_note"] = "needs >= 3 scales with N > 0"
+    """Refit each form without the largest fitted N, predict the score there; the error's
+    interval is bootstrapped (paired). A check that cannot be made says why in llo_<form>_note."""
+    if not cf.fit_mask.any():
+        row["llo_power_note"] = row["llo_sat_note"] = "no scale N > 0 with a score"
         return
-    train, held = d[:-1], d[-1]
-    observed, observed_boot = cf.curve.value[mask][-1], cf.boot[:, mask][:, -1]
-    row["llo_n"], row["llo_observed"] = held, observed
-    fits: list[tuple[str, object]] = [("power", fit_power_law)]
-    if len(train) >= 3:
-        fits.append(("sat", fit_saturating))
-    for name, fit in fits:
-        point = fit(train, cf.curve.value[mask][:-1]).predict(held)[0, 0]
-        boot = fit(train, cf.boot[:, mask][:, :-1]).predict(held)[:, 0]
-        row[f"llo_{name}_pred"] = point
-        _with_interval(row, f"llo_{name}_err", point - observed, boot - observed_boot, cf.level)
+    k = int(np.flatnonzero(cf.fit_mask)[-1])
+    row["llo_n"], row["llo_observed"] = cf.curve.x[k], cf.curve.value[k]
+    for form, mask in (("power", cf.power_mask), ("sat", cf.fit_mask)):
+        train = mask.copy()
+        train[k] = False
+        reason = _llo_reason(cf, form, mask, train)
+        try:
+            if reason is None:
+                _llo_form(cf, row, form, train, k)
+        except FitError as e:
+            reason = str(e)
+        if reason is not None:
+            row[f"llo_{form}_note"] = reason
+
+
+def _power_columns(cf: CurveFit, row: dict) -> None:
+    p, pb, level = cf.power, cf.power_boot, cf.level
+    with_interval(row, "inv_b", p.slope[0], pb.slope, level)
+    row["b"] = 1.0 / p.slope[0] if p.slope[0] != 0 else math.inf
+    with_interval(row, "prefactor", math.exp(p.intercept[0]), np.exp(pb.intercept), level)
+    row["r2"] = p.r2[0]
+
+
+def _saturating_columns(cf: CurveFit, row: dict) -> None:
+    s, sb, level = cf.saturating, cf.saturating_boot, cf.level
+    with_interval(row, "sat_E", s.floor[0], sb.floor, level)
+    with_interval(row, "sat_A", s.amplitude[0], sb.amplitude, level)
+    if s.amplitude[0] > _NO_A:  # with A = 0, alpha does not change the curve: undetermined
+        alpha = np.where(sb.amplitude > _NO_A, sb.alpha, np.nan)
+        with_interval(row, "sat_alpha", s.alpha[0], alpha, level)
+    else:
+        row["sat_alpha"] = row["sat_alpha_lo"] = row["sat_alpha_hi"] = math.nan
+    row["sat_r2"] = s.r2[0]
 
 
 def summarise(cf: CurveFit) -> dict[str, object]:
-    """One row of fits.csv."""
+    """One row of fits.csv. `n_points` counts the scales in the log-log fit (of `n_scales`
+    with N > 0), `left_out` says why the others are not; `note` why a number is missing and
+    `flags` any estimate that lies outside its own interval."""
     c, level = cf.curve, cf.level
-    mask = cf.fit_mask
+    mask = cf.power_mask if cf.power is not None else np.zeros(len(c.x), bool)
     row: dict[str, object] = dict(c.key)
-    row.update(n_points=int(mask.sum()), n_min=float(c.x[mask].min()) if mask.any() else math.nan,
+    row.update(n_scales=int((c.x > 0).sum()), n_points=int(mask.sum()),
+               left_out="; ".join(left_out(cf)),
+               n_min=float(c.x[mask].min()) if mask.any() else math.nan,
                n_max=float(c.x[mask].max()) if mask.any() else math.nan,
                n_items=float(np.nanmin(c.n_items)), ci_level=level, ci_method=cf.method,
                n_boot=cf.boot.shape[0])  # fmt: skip
     at0 = c.x == 0
     if at0.any():
-        _with_interval(row, "baseline", cf.baseline, cf.boot[:, at0][:, 0], level)
+        with_interval(row, "baseline", cf.baseline, cf.boot[:, at0][:, 0], level)
     if cf.power is not None and cf.power_boot is not None:
-        _with_interval(row, "inv_b", cf.power.slope[0], cf.power_boot.slope, level)
-        row["b"] = 1.0 / cf.power.slope[0] if cf.power.slope[0] != 0 else math.inf
-        _with_interval(row, "prefactor", math.exp(cf.power.intercept[0]),
-                       np.exp(cf.power_boot.intercept), level)  # fmt: skip
-        row["r2"] = cf.power.r2[0]
+        _power_columns(cf, row)
     if cf.saturating is not None and cf.saturating_boot is not None:
-        s, sb = cf.saturating, cf.saturating_boot
-        _with_interval(row, "sat_E", s.floor[0], sb.floor, level)
-        _with_interval(row, "sat_A", s.amplitude[0], sb.amplitude, level)
-        _with_interval(row, "sat_alpha", s.alpha[0], sb.alpha, level)
-        row["sat_r2"] = s.r2[0]
+        _saturating_columns(cf, row)
     leave_largest_out(cf, row)
     row["note"] = "; ".join(cf.notes)
+    row["flags"] = row.pop("flags", "")
     return row
 
 
@@ -186,8 +337,17 @@ def points(curve: Curve, boot: np.ndarray, method: str, level: float, x_name: st
         row.update(value=curve.value[k], stderr=curve.stderr[k], n_items=curve.n_items[k],
                    ci_method=method)  # fmt: skip
         row["lo"], row["hi"] = interval(boot[:, k], level)
+        row["note"] = _point_note(curve.value[k], row["lo"])
         rows.append(row)
     return rows
+
+
+def _point_note(value: float, lo: float) -> str:
+    if not np.isfinite(value):
+        return "score is not a number: left out (see warnings)"
+    if math.isnan(lo):
+        return "no interval: no per-item samples and lm-eval's stderr is not a number"
+    return ""
 
 
 def inverse(cf: CurveFit, targets: list[float]) -> list[dict[str, object]]:
@@ -201,8 +361,9 @@ def inverse(cf: CurveFit, targets: list[float]) -> list[dict[str, object]]:
                 continue
             row = dict(cf.curve.key)
             row.update(target=target, form=form)
-            _with_interval(row, "examples", float(point.examples_needed(target)[0]),
-                           boot.examples_needed(target), cf.level)  # fmt: skip
+            with_interval(row, "examples", float(point.examples_needed(target)[0]),
+                          boot.examples_needed(target), cf.level)  # fmt: skip
             row["extrapolated"] = bool(row["examples"] > n_max)
+            row["flags"] = row.get("flags", "")
             rows.append(row)
     return rows

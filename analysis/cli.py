@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from analysis.pipeline import analyse
+    from analysis.tables import ci
 
     start = time.perf_counter()
     try:
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(out.fits)} curves in {time.perf_counter() - start:.1f}s")  # fmt: skip
     for _, r in out.fits_df.iterrows():
         if "inv_b" in r and r["inv_b"] == r["inv_b"]:
-            print(f"  {r['model']:<24} {r['eval_task']:<22} 1/b = {r['inv_b']:.3f} "
-                  f"[{r['inv_b_lo']:.3f}, {r['inv_b_hi']:.3f}]")  # fmt: skip
+            print(f"  {r['model']:<24} {r['eval_task']:<22} 1/b = "
+                  f"{ci(r['inv_b'], r['inv_b_lo'], r['inv_b_hi'])}")  # fmt: skip
     if out.run.warnings:
         print(f"{len(out.run.warnings)} warnings (listed in the report)")
     print(f"report: {out.report}")

@@ -8,6 +8,7 @@ bootstrap can resample evaluation items. Several seeds at one N are averaged ite
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,15 @@ class Curve:
     stderr: np.ndarray
     n_items: np.ndarray
     items: list[ItemScores | None] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # checkpoint + results file per point
+
+    def source(self, k: int) -> str:
+        """Where point k came from (the seeds with a missing score first); "" if unknown."""
+        return self.sources[k] if k < len(self.sources) else ""
+
+    @property
+    def x_name(self) -> str:
+        return "B" if "sft_fraction" in self.key else "N"
 
     @property
     def label(self) -> str:
@@ -56,30 +66,47 @@ def _combine_seeds(items: list[ItemScores | None]) -> ItemScores | None:
     )
 
 
+def _sources(at_x: pd.DataFrame) -> str:
+    """The checkpoints and results files of one point; only those without a score if any."""
+    missing = at_x[~np.isfinite(at_x["value"].astype(float))]
+    shown = missing if len(missing) else at_x
+    return "; ".join(f"checkpoint {r.checkpoint} ({r.results_file})" for r in shown.itertuples())
+
+
 def _curve(run: RunData, rows: pd.DataFrame, x_col: str, key: dict[str, object]) -> Curve:
-    xs, values, stderrs, counts, items = [], [], [], [], []
+    xs, values, stderrs, counts, items, sources = [], [], [], [], [], []
     for x, at_x in rows.groupby(x_col, sort=True):
         per_seed = [
             run.items.get((r.checkpoint, r.eval_task, r.metric, r.filter))
             for r in at_x.itertuples()
         ]
         xs.append(float(x))
-        values.append(float(at_x["value"].mean()))
-        # the mean of k independent seeds has stderr sqrt(sum se^2)/k
-        stderrs.append(float(np.sqrt((at_x["stderr"].astype(float) ** 2).sum())) / len(at_x))
+        # a seed without a score makes the point NaN (named in a warning), not silently dropped
+        values.append(float(at_x["value"].astype(float).mean(skipna=False)))
+        # the mean of k independent seeds has stderr sqrt(sum se^2)/k; NaN (lm-eval's "N/A")
+        # when a seed has none, never 0 (that would be a zero-width interval)
+        se2 = (at_x["stderr"].astype(float) ** 2).sum(skipna=False)
+        stderrs.append(float(np.sqrt(se2)) / len(at_x))
         counts.append(float(at_x["n_items"].astype(float).min()))
         items.append(_combine_seeds(per_seed))
-    return Curve(key, np.array(xs), np.array(values), np.array(stderrs), np.array(counts), items)
+        sources.append(_sources(at_x))
+    return Curve(key, np.array(xs), np.array(values), np.array(stderrs), np.array(counts), items,
+                 sources)  # fmt: skip
 
 
-def select_primary(table: pd.DataFrame, overrides: dict[str, MetricKey] | None) -> pd.DataFrame:
-    """Rows of each eval task's primary metric (see analysis/metrics.py)."""
+def select_primary(
+    table: pd.DataFrame,
+    overrides: dict[str, MetricKey] | None,
+    on_guess: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Rows of each eval task's primary metric (see analysis/metrics.py); `on_guess` gets a
+    warning for each task whose metric had to be guessed."""
     keep = []
     for task, rows in table.groupby("eval_task", sort=True):
         available = sorted(
             {MetricKey(m, f) for m, f in zip(rows["metric"], rows["filter"], strict=True)}, key=str
         )
-        key = primary_metric(str(task), available, overrides)
+        key = primary_metric(str(task), available, overrides, on_guess)
         if key is not None:
             keep.append(rows[(rows["metric"] == key.metric) & (rows["filter"] == key.filter)])
     return pd.concat(keep) if keep else table.iloc[0:0]

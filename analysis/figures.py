@@ -36,6 +36,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1)))
 REFERENCE_STYLE = "-."  # reference models (sah-eval sweep --models)
 BASELINE_STYLE = ":"  # reserved for the N = 0 baseline
+EXCLUDED_COLOUR = "0.55"  # hollow grey markers: points not in the fit (e.g. score 0 in log-log)
+EXCLUDED_GID = "excluded"
 HATCHES = ("///", "...", "xxx", "")
 GREYS = ("0.25", "0.55", "0.8", "1.0")
 FORMATS = ("png", "pdf")
@@ -124,7 +126,39 @@ def _yerr(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | No
 
 
 def _fmt_ci(value: float, lo: float, hi: float) -> str:
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{value:.3f} [n/a]"
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _draw_power_law(ax: plt.Axes, cf: CurveFit, st: SeriesStyle) -> str:
+    """The fitted law with its band, only over the N range it was fitted on; the legend text."""
+    assert cf.power is not None and cf.power_boot is not None
+    fitted = cf.curve.x[cf.power_mask]
+    xs = np.geomspace(fitted.min(), fitted.max(), 120)
+    if np.isfinite(cf.power_boot.slope).any():
+        band = np.nanpercentile(
+            cf.power_boot.predict(xs), [50 * (1 - cf.level), 50 * (1 + cf.level)], axis=0
+        )
+        ax.fill_between(xs, band[0], band[1], color=st.colour, alpha=0.12, linewidth=0)
+    ax.plot(xs, cf.power.predict(xs)[0], color=st.colour, linestyle=st.linestyle)
+    s_lo, s_hi = interval(cf.power_boot.slope, cf.level)
+    return f"1/b = {_fmt_ci(cf.power.slope[0], s_lo, s_hi)}"
+
+
+def _draw_points(ax: plt.Axes, cf: CurveFit, st: SeriesStyle) -> bool:
+    """Fitted points with their intervals; points not in the fit as hollow grey markers.
+    Returns whether any point was left out (scores that are not numbers cannot be drawn)."""
+    c = cf.curve
+    fitted = cf.power_mask if cf.power is not None else np.zeros(len(c.x), bool)
+    lo, hi = np.array([interval(cf.boot[:, k], cf.level) for k in range(len(c.x))]).T
+    ax.errorbar(c.x[fitted], c.value[fitted], yerr=_yerr(c.value[fitted], lo[fitted], hi[fitted]),
+                color=st.colour, marker=st.marker, linestyle="none")  # fmt: skip
+    left_out = cf.fit_mask & ~fitted
+    if left_out.any():
+        ax.plot(c.x[left_out], c.value[left_out], marker=st.marker, linestyle="none",
+                color=EXCLUDED_COLOUR, markerfacecolor="white", gid=EXCLUDED_GID)  # fmt: skip
+    return bool(left_out.any())
 
 
 def scaling_figure(
@@ -135,31 +169,22 @@ def scaling_figure(
     references: Sequence[tuple[str, float]] = (),
 ) -> Figure:
     """Fig. 1: score vs N (log x), one series per model: points with intervals, fitted power law
-    (with its interval band), and the N = 0 baseline as a dotted line with a hollow marker on
+    (with its interval band, drawn only over the N it was fitted on; points left out of the fit
+    are hollow grey markers), and the N = 0 baseline as a dotted line with a hollow marker on
     the left axis. `series` maps each fit's curve label to its legend name; `references`
     (name, score) are drawn as grey dash-dot lines (hub baselines, Trainer checkpoints)."""
     styles = series_styles(list(series.values()))
     fig, ax = plt.subplots(figsize=(6.0, 3.0))
     handles: list[Line2D] = []
     to_spine = transforms.blended_transform_factory(ax.transAxes, ax.transData)
+    any_left_out = False
     for cf in fits:
         name = series[cf.curve.label]
         st = styles[name]
-        c, mask = cf.curve, cf.fit_mask
-        lo, hi = np.array([interval(cf.boot[:, k], cf.level) for k in range(len(c.x))]).T
-        label = name
+        label = f"{name}: no power-law fit"
         if cf.power is not None and cf.power_boot is not None:
-            slope = cf.power.slope[0]
-            s_lo, s_hi = interval(cf.power_boot.slope, cf.level)
-            label = f"{name}: 1/b = {_fmt_ci(slope, s_lo, s_hi)}"
-            xs = np.geomspace(c.x[mask].min() / 1.3, c.x[mask].max() * 1.3, 120)
-            band = np.nanpercentile(
-                cf.power_boot.predict(xs), [50 * (1 - cf.level), 50 * (1 + cf.level)], axis=0
-            )
-            ax.fill_between(xs, band[0], band[1], color=st.colour, alpha=0.12, linewidth=0)
-            ax.plot(xs, cf.power.predict(xs)[0], color=st.colour, linestyle=st.linestyle)
-        ax.errorbar(c.x[mask], c.value[mask], yerr=_yerr(c.value[mask], lo[mask], hi[mask]),
-                    color=st.colour, marker=st.marker, linestyle="none")  # fmt: skip
+            label = f"{name}: {_draw_power_law(ax, cf, st)}"
+        any_left_out |= _draw_points(ax, cf, st)
         handles.append(Line2D([], [], color=st.colour, marker=st.marker, linestyle=st.linestyle,
                               label=label))  # fmt: skip
         if not math.isnan(cf.baseline):
@@ -174,6 +199,9 @@ def scaling_figure(
     _log_x(ax, "fine-tuning examples N (log scale)", [x for cf in fits for x in cf.curve.x])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    if any_left_out:
+        handles.append(Line2D([], [], color=EXCLUDED_COLOUR, marker="o", linestyle="none",
+                              markerfacecolor="white", label="not in the fit (e.g. score 0)"))  # fmt: skip
     handles.append(Line2D([], [], color="0.4", linestyle=BASELINE_STYLE, marker="o",
                           markerfacecolor="white", label="N = 0 (base model)"))  # fmt: skip
     _legend_outside(ax, handles)

@@ -38,6 +38,12 @@ class PowerLaw:
     r2: np.ndarray  # in log-log space
     n_points: np.ndarray
 
+    @classmethod
+    def unavailable(cls, rows: int) -> PowerLaw:
+        """`rows` fits that could not be made (all NaN), e.g. resamples without an interval."""
+        nan = np.full(rows, np.nan)
+        return cls(slope=nan, intercept=nan.copy(), r2=nan.copy(), n_points=np.zeros(rows))
+
     def predict(self, d: np.ndarray | float) -> np.ndarray:
         """P at D (broadcast: result shape (resamples, len(d)))."""
         d = np.atleast_1d(np.asarray(d, dtype=float))
@@ -47,7 +53,7 @@ class PowerLaw:
         """D at which P reaches `target`; inf when the fitted curve never rises to it."""
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.exp((np.log(target) - self.intercept) / self.slope)
-        return np.where(self.slope > 0, d, np.inf)
+        return np.where(np.isnan(self.slope), np.nan, np.where(self.slope > 0, d, np.inf))
 
 
 @dataclass
@@ -58,6 +64,12 @@ class Saturating:
     amplitude: np.ndarray  # A
     alpha: np.ndarray
     r2: np.ndarray  # on the error scale
+
+    @classmethod
+    def unavailable(cls, rows: int) -> Saturating:
+        """`rows` fits that could not be made (all NaN)."""
+        nan = np.full(rows, np.nan)
+        return cls(floor=nan, amplitude=nan.copy(), alpha=nan.copy(), r2=nan.copy())
 
     def predict(self, d: np.ndarray | float) -> np.ndarray:
         """P = 1 - err at D (shape (resamples, len(d)))."""
@@ -70,7 +82,9 @@ class Saturating:
         gap = 1.0 - target - self.floor
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             d = (self.amplitude / gap) ** (1.0 / self.alpha)
-        return np.where(gap > 0, np.where(self.amplitude > 0, d, 1.0), np.inf)
+        reached = np.where(gap > 0, np.where(self.amplitude > 0, d, 1.0), np.inf)
+        failed = np.isnan(self.floor) | np.isnan(self.amplitude) | np.isnan(self.alpha)
+        return np.where(failed, np.nan, reached)  # a fit that could not be made: NaN, not inf
 
 
 def _check_points(d: np.ndarray, minimum: int, what: str) -> np.ndarray:
@@ -161,11 +175,19 @@ def _sums(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def fit_saturating(d: np.ndarray, p: np.ndarray, iterations: int = 40) -> Saturating:
-    """Fit err = 1 - P = E + A*D**-alpha for each row of `p` (shape (resamples, K) or (K,))."""
+    """Fit err = 1 - P = E + A*D**-alpha for each row of `p` (shape (resamples, K) or (K,)).
+
+    A row with a non-finite score gets NaN (leave such points out before fitting)."""
     logd = np.log(_check_points(d, 3, "saturating fit (E, A, alpha)"))
     y = 1.0 - np.atleast_2d(np.asarray(p, dtype=float))
-    if not np.all(np.isfinite(y)):
-        raise FitError("saturating fit: scores must be finite")
+    finite = np.isfinite(y).all(1)
+    if not finite.all():
+        out = Saturating.unavailable(len(y))
+        if finite.any():
+            fitted = fit_saturating(d, 1.0 - y[finite], iterations)
+            for name in ("floor", "amplitude", "alpha", "r2"):
+                getattr(out, name)[finite] = getattr(fitted, name)
+        return out
     k = len(logd)
     sy, syy = y.sum(1), (y * y).sum(1)
     # 1) grid over alpha: z has shape (grid, K); sum z*y for every (resample, alpha) is y @ z.T

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,14 @@ PRIMARY_METRICS: tuple[tuple[str, MetricKey], ...] = (
     ("sah_humaneval_plus*", MetricKey("pass@1_plus", "none")),
     ("sah_mbpp_plus*", MetricKey("pass@1_plus", "none")),
     ("sah_facts100*", MetricKey("exact_match", "none")),
+    # lm-eval's built-in tasks the study compares with (a later entry is a fallback when the
+    # task did not report the earlier one)
+    ("gsm8k*", MetricKey("exact_match", "strict-match")),  # not the lenient flexible-extract
+    ("ifeval*", MetricKey("prompt_level_strict_acc", "none")),
+    ("hellaswag*", MetricKey("acc_norm", "none")),
+    ("hellaswag*", MetricKey("acc", "none")),
+    ("arc_*", MetricKey("acc_norm", "none")),
+    ("arc_*", MetricKey("acc", "none")),
 )
 
 
@@ -55,11 +64,14 @@ def primary_metric(
     eval_task: str,
     available: list[MetricKey],
     overrides: dict[str, MetricKey] | None = None,
+    on_guess: Callable[[str], None] | None = None,
 ) -> MetricKey | None:
     """The metric to plot and fit for `eval_task`, chosen among the ones it reported.
 
     Overrides win, then the defaults; a task with no known default uses its first reported
-    metric (sorted), so a new task still gets a figure. None when it reported nothing.
+    metric (sorted), so a new task still gets a figure, and when it had a choice `on_guess`
+    gets a warning naming that metric and the option that overrides it. None when it reported
+    nothing.
     """
     for pattern, key in (overrides or {}).items():
         if fnmatch.fnmatchcase(eval_task, pattern):
@@ -72,7 +84,21 @@ def primary_metric(
     for pattern, key in PRIMARY_METRICS:
         if fnmatch.fnmatchcase(eval_task, pattern) and key in available:
             return key
-    return sorted(available, key=str)[0] if available else None
+    if not available:
+        return None
+    choices = sorted(available, key=str)
+    if on_guess is not None and len(choices) > 1:
+        on_guess(guess_warning(eval_task, choices))
+    return choices[0]
+
+
+def guess_warning(eval_task: str, choices: list[MetricKey]) -> str:
+    """The warning for a primary metric that was guessed (the first of `choices`)."""
+    return (
+        f"{eval_task}: no default primary metric for this task, so figures and fits use "
+        f"{choices[0]} (the first of {', '.join(map(str, choices))}); to choose, pass "
+        f"--metric {eval_task}=METRIC,FILTER (e.g. --metric {eval_task}={choices[-1]})"
+    )
 
 
 def item_fraction(value: Any) -> tuple[float, float] | None:

@@ -18,6 +18,7 @@ from analysis.bootstrap import (
     curve_rng,
     fit_curve,
     inverse,
+    nan_warnings,
     points,
     resample_scores,
     summarise,
@@ -26,7 +27,7 @@ from analysis.curves import budget_curves, scale_curves, select_primary
 from analysis.errors import error_counts
 from analysis.judge import Judge, JudgeConfig
 from analysis.metrics import MetricKey
-from analysis.results import RunData, load_run
+from analysis.results import ResultsError, RunData, load_run
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,29 @@ def _ylabel(rows: pd.DataFrame) -> str:
     return f"{r['metric']} ({r['filter']})" if r["filter"] != "none" else str(r["metric"])
 
 
+def _warn(run: RunData, message: str, strict: bool = False) -> None:
+    """A warning listed in the report (an error with `strict`)."""
+    if strict:
+        raise ResultsError(message)
+    log.warning(message)
+    run.warnings.append(message)
+
+
 def _fit_all(run: RunData, primary: pd.DataFrame, opt: Options) -> list[CurveFit]:
     curves = scale_curves(run, primary)
-    return [fit_curve(c, opt.n_boot, opt.level, opt.seed)
+    fits = [fit_curve(c, opt.n_boot, opt.level, opt.seed)
             for c in tqdm(curves, desc="fitting (bootstrap)", disable=not opt.progress)]  # fmt: skip
+    for cf in fits:
+        for message in cf.warnings:  # a score that is not a number: a malformed results file
+            _warn(run, message, opt.strict)
+    return fits
 
 
 def _budget_points(run: RunData, primary: pd.DataFrame, opt: Options) -> pd.DataFrame:
     rows = []
     for c in budget_curves(run, primary):
+        for message in nan_warnings(c):
+            _warn(run, message, opt.strict)
         boot, method = resample_scores(c, opt.n_boot, curve_rng(opt.seed, c))
         rows += points(c, boot, method, opt.level, "budget")
     return pd.DataFrame(rows)
@@ -209,7 +224,7 @@ def analyse(run_dir: Path, opt: Options) -> Outputs:
     for folder in {opt.out, *([opt.judge.cache_dir] if opt.judge else [])}:
         remove_stale_temps(folder)  # left by an earlier run that was killed mid-write
     run = load_run(run_dir, strict=opt.strict, progress=opt.progress)
-    primary = select_primary(run.table, opt.metrics)
+    primary = select_primary(run.table, opt.metrics, lambda message: _warn(run, message))
     fits = _fit_all(run, primary, opt)
     judge = Judge(opt.judge) if opt.judge else None
     out = Outputs(

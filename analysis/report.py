@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,17 +27,23 @@ def _rel(path: Path, root: Path) -> str:
 def _headline(fits: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in fits.iterrows():
+        others = "; ".join(p for p in (tb.plain(r.get("note")), tb.plain(r.get("flags"))) if p)
         if "inv_b" in r and not math.isnan(r.get("inv_b", math.nan)):
             lines.append(
                 f"- **{r['model']}** on {r['eval_task']} ({r['metric']},{r['filter']}): "
                 f"1/b = {tb.ci(r['inv_b'], r['inv_b_lo'], r['inv_b_hi'])}, "
-                f"R² = {r['r2']:.3f}, {int(r['n_points'])} scales N > 0"
+                f"R² = {r['r2']:.3f}, {tb.fitted_scales(r)}"
+                + (f" (note: {others})" if others else "")
             )
         else:
-            lines.append(
-                f"- **{r['model']}** on {r['eval_task']}: no power-law fit ({r.get('note', '')})"
-            )
+            lines.append(f"- **{r['model']}** on {r['eval_task']}: no power-law fit ({others})")
     return lines
+
+
+def _defaults(tasks: list[str]) -> str:
+    """The default primary metrics that apply to the eval tasks present."""
+    used = [(p, k) for p, k in PRIMARY_METRICS if any(fnmatch.fnmatchcase(t, p) for t in tasks)]
+    return ", ".join(f"{p} → {k}" for p, k in used) or "none apply"
 
 
 def _section(title: str, df: pd.DataFrame, intro: str = "") -> list[str]:
@@ -57,7 +64,7 @@ def write_report(out: Outputs, opt: Options) -> Path:
         f"eval tasks: {', '.join(sorted(table['eval_task'].unique()))}. "
         f"Intervals are {level} percentile intervals from {opt.n_boot} resamples "
         f"({method}); seed {opt.seed}. Primary metrics: defaults "
-        f"{', '.join(f'{p} → {k}' for p, k in PRIMARY_METRICS)}"
+        f"{_defaults(sorted(table['eval_task'].unique()))}"
         + (
             f"; overridden: {', '.join(f'{t} → {k}' for t, k in opt.metrics.items())}"
             if opt.metrics

@@ -16,13 +16,42 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}  # fmt: skip
 
 
+OUTSIDE = " (estimate outside its interval)"
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
-    """`0.512 [0.48, 0.54]`; an interval is shown only when it exists."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """`0.512 [0.48, 0.54]`; `0.512 [n/a]` when there is no interval (the reason is in the
+    notes), and a mark when the estimate lies outside its own interval."""
+    if _missing(value):
         return "–"
-    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    if _missing(lo) or _missing(hi):
+        return f"{value:.{digits}f} [n/a]"
+    cell = f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return cell + ("" if lo - 1e-9 <= value <= hi + 1e-9 else OUTSIDE)
+
+
+def fitted_scales(row: pd.Series | dict) -> str:
+    """`4 scales N > 0`, or `2 of 4 scales N > 0 fitted; N=16, 64 left out: score 0 (...)`."""
+    fitted, total = int(row["n_points"]), int(row.get("n_scales", row["n_points"]))
+    if fitted == total:
+        return f"{total} scales N > 0"
+    left = row.get("left_out")
+    return f"{fitted} of {total} scales N > 0 fitted" + (f"; {left}" if plain(left) else "")
+
+
+def plain(value: object) -> str:
+    """A text column of fits.csv, "" when empty (NaN after a CSV round trip)."""
+    return "" if _missing(value) else str(value)
+
+
+def notes(row: pd.Series | dict) -> str:
+    """Everything that explains a missing or doubtful number of one fit, in one cell."""
+    parts = [plain(row.get(k)) for k in ("left_out", "note", "flags")]
+    return "; ".join(p for p in parts if p)
 
 
 def count(value: float) -> str:
@@ -71,7 +100,8 @@ def _wide(points: pd.DataFrame, index: list[str], x: str, name: str) -> pd.DataF
     if points.empty:
         return pd.DataFrame()
     cells = [
-        ci(v, lo, hi) for v, lo, hi in zip(points["value"], points["lo"], points["hi"], strict=True)
+        ci(v, lo, hi) if not _missing(v) else "NaN (left out)"
+        for v, lo, hi in zip(points["value"], points["lo"], points["hi"], strict=True)
     ]
     pts = points.assign(cell=cells, x=points[x].astype(int))
     wide = pts.pivot_table(index=index, columns="x", values="cell", aggfunc="first")
@@ -118,15 +148,22 @@ def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
             row.get(f"{name}_hi", math.nan),
         )
 
+    def llo(row: pd.Series) -> str:
+        cell = get(row, "llo_power_err")
+        reason = plain(row.get("llo_power_note"))
+        return f"n/a: {reason}" if cell == "–" and reason else cell
+
     rows = []
     for _, r in fits.iterrows():
+        r2 = r.get("r2", math.nan)
         rows.append({
             "model": r["model"], "task": r["task"], "eval_task": r["eval_task"],
-            "metric": f"{r['metric']},{r['filter']}", "N>0 points": r["n_points"],
+            "metric": f"{r['metric']},{r['filter']}",
+            "scales fitted (log-log)": f"{int(r['n_points'])} of {int(r.get('n_scales', r['n_points']))}",
             "baseline (N=0)": get(r, "baseline"), "1/b": get(r, "inv_b"),
-            "prefactor a": get(r, "prefactor"), "R² (log-log)": f"{r.get('r2', math.nan):.3f}",
+            "prefactor a": get(r, "prefactor"), "R² (log-log)": "–" if _missing(r2) else f"{r2:.3f}",
             "E (error floor)": get(r, "sat_E"), "alpha": get(r, "sat_alpha"),
-            "leave-largest-out error (power)": get(r, "llo_power_err"),
+            "leave-largest-out error (power)": llo(r), "notes": notes(r),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -135,10 +172,17 @@ def inverse_table(inverse: pd.DataFrame) -> pd.DataFrame:
     if inverse.empty:
         return pd.DataFrame()
     out = inverse[["model", "task", "eval_task", "metric", "target", "form"]].copy()
-    out["examples needed"] = [f"{count(v)} [{count(lo)}, {count(hi)}]" for v, lo, hi in
+    out["examples needed"] = [_examples_cell(v, lo, hi) for v, lo, hi in
                               zip(inverse["examples"], inverse["examples_lo"], inverse["examples_hi"], strict=True)]  # fmt: skip
     out["extrapolated"] = inverse["extrapolated"].map({True: "yes", False: "no"})
     return out
+
+
+def _examples_cell(value: float, lo: float, hi: float) -> str:
+    if _missing(lo) or _missing(hi):
+        return f"{count(value)} [n/a]"
+    outside = not (_missing(value) or lo <= value <= hi)
+    return f"{count(value)} [{count(lo)}, {count(hi)}]" + (OUTSIDE if outside else "")
 
 
 def budget_table(points: pd.DataFrame) -> pd.DataFrame:

@@ -203,3 +203,41 @@ def test_cli_help_and_user_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main([str(tmp_path), "--quiet", "--judge-url", "http://x"]) == 2
     assert "--judge-model" in capsys.readouterr().err
+
+
+def test_left_out_points_are_drawn_hollow_and_the_law_only_where_it_was_fitted(tmp_path):
+    """Scores of 0 cannot be in a log-log fit: the report counts them as left out, the figure
+    draws them as hollow grey markers and does not draw the law over their range."""
+    exp = tmp_path / "exp"
+    spec = EvalTaskSpec("sah_multihop", "multihop", "qa")
+    for model, scores in (("llama-3-8b", (0.05, 0.0, 0.0, 0.3, 0.5)), ("qwen2-7b", (0.0,) * 5)):
+        for i, (n, p) in enumerate(zip((0, 16, 64, 256, 1024), scores, strict=True)):
+            ckpt = exp / model / "multihop" / f"n{n}"
+            write_manifest(ckpt, "exp", model, "multihop", n)
+            write_eval(ckpt, spec.eval_task, item_lines(spec, p, 100, n, seed=i))
+    out = analyse(exp, Options(out=tmp_path / "a", n_boot=100, formats=("png",), progress=False))
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert ("R² = 1.000, 2 of 4 scales N > 0 fitted; N=16, 64 left out: score 0 "
+            "(log-log needs > 0)") in report  # fmt: skip
+    assert "**qwen2-7b** on sah_multihop: no power-law fit (fits not available: all 4" in report
+    series = {cf.curve.label: str(cf.curve.key["model"]) for cf in out.fits}
+    with fg.paper_style():
+        fig = fg.scaling_figure(out.fits, "t", "exact_match", series)
+    (ax,) = fig.axes
+    left_out = sorted(x for ln in ax.lines if ln.get_gid() == fg.EXCLUDED_GID
+                      for x in ln.get_xdata())  # fmt: skip
+    assert left_out == [16, 16, 64, 64, 256, 1024]  # llama's two zeros, all of qwen's
+    for ln in ax.lines:
+        if ln.get_gid() == fg.EXCLUDED_GID:
+            assert ln.get_markerfacecolor() == "white" and ln.get_color() == fg.EXCLUDED_COLOUR
+    (law,) = [ln for ln in ax.lines if len(ln.get_xdata()) == 120]  # the one fitted curve
+    assert min(law.get_xdata()) == pytest.approx(256) and max(law.get_xdata()) == pytest.approx(
+        1024
+    )
+    drawn = [x for c in ax.containers for x in c.lines[0].get_xdata()]
+    assert sorted(drawn) == [256, 1024]  # filled markers with intervals: the fitted points only
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "qwen2-7b: no power-law fit" in legend and "not in the fit (e.g. score 0)" in legend
+    assert legend[-1] == "N = 0 (base model)"
+    assert fg.text_overlaps(fig) == []
+    plt.close(fig)

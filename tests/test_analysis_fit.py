@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from analysis.bootstrap import fit_curve, interval, item_weights, resample_scores, summarise
+from analysis import tables as tb
+from analysis.bootstrap import (
+    NO_INTERVAL,
+    fit_curve,
+    inside,
+    interval,
+    inverse,
+    item_weights,
+    points,
+    resample_scores,
+    summarise,
+    with_interval,
+)
 from analysis.curves import Curve, scale_curves
 from analysis.fit import FitError, fit_power_law, fit_saturating
-from analysis.results import ItemScores, load_run
+from analysis.pipeline import Options, analyse
+from analysis.results import ItemScores, ResultsError, load_run
 from analysis.synthetic import Law, make_synthetic_run
 
 D = np.array([100.0, 500.0, 1000.0, 5000.0, 10000.0])
@@ -142,3 +158,127 @@ def test_without_samples_intervals_come_from_lm_eval_stderr(tmp_path):
     assert row["ci_method"].startswith("normal approximation from lm-eval stderr")
     assert row["inv_b_lo"] < row["inv_b"] < row["inv_b_hi"]
     assert row["inv_b"] == pytest.approx(TRUE_EXPONENT, abs=0.06)
+
+
+# ---------------------------------------------------------------- every point accounted for
+
+KEY = {"experiment": "e", "model": "m", "task": "t", "eval_task": "sah_multihop",
+       "metric": "exact_match", "filter": "none", "family": None, "size_b": None}  # fmt: skip
+
+
+def _items_curve(scores, xs=(0.0, 16.0, 64.0, 256.0, 1024.0), n=200) -> Curve:
+    """A curve whose points are scored on the same n items (paired), item i right when i < p*n."""
+    items = []
+    for k, p in enumerate(scores):
+        right = np.roll(np.arange(n) < round(p * n), 7 * k)
+        items.append(ItemScores(np.arange(n), right.astype(float), np.ones(n)))
+    return Curve(dict(KEY), np.array(xs), np.array([it.value for it in items]),
+                 np.full(len(xs), 0.01), np.full(len(xs), float(n)), items)  # fmt: skip
+
+
+def _estimates_inside_intervals(row: dict) -> list[str]:
+    """Names of estimates that lie outside their own interval."""
+    return [name for name in row if f"{name}_lo" in row and f"{name}_hi" in row
+            and not inside(row[name], row[f"{name}_lo"], row[f"{name}_hi"])]  # fmt: skip
+
+
+def test_zero_scores_are_left_out_of_the_log_log_fit_and_said_so():
+    cf = fit_curve(_items_curve([0.05, 0.0, 0.0, 0.3, 0.5]), n_boot=300, level=0.9, seed=0)
+    row = summarise(cf)
+    assert (row["n_points"], row["n_scales"]) == (2, 4)
+    assert row["left_out"] == "N=16, 64 left out: score 0 (log-log needs > 0)"
+    assert tb.fitted_scales(row) == (
+        "2 of 4 scales N > 0 fitted; N=16, 64 left out: score 0 (log-log needs > 0)"
+    )
+    assert (row["n_min"], row["n_max"]) == (256.0, 1024.0)
+    # the saturating fit can use the zeros (error 1); the log-log check cannot be made: why
+    assert np.isfinite(row["sat_E"]) and np.isnan(row.get("llo_power_err", np.nan))
+    assert row["llo_power_note"] == "needs at least 3 scales in the log-log fit, has 2"
+    cells = tb.fits_table(pd.DataFrame([row])).iloc[0]
+    assert cells["scales fitted (log-log)"] == "2 of 4"
+    assert cells["leave-largest-out error (power)"].startswith("n/a: needs at least 3")
+    assert "N=16, 64 left out: score 0" in cells["notes"]
+
+
+@pytest.mark.parametrize(
+    ("scores", "why"),
+    [
+        ([0.0, 0.0, 0.0, 0.0, 0.0], "all 4 scores at N > 0 are 0"),
+        ([0.05, 0.0, 0.0, 0.0, 0.3], "only N=1024 has a score > 0"),
+    ],
+)
+def test_degenerate_curve_has_no_fit_and_no_estimate_outside_its_interval(scores, why):
+    cf = fit_curve(_items_curve(scores), n_boot=300, level=0.9, seed=0)
+    assert cf.power is None and cf.saturating is None
+    row = summarise(cf)
+    assert why in row["note"] and "fits not available" in row["note"]
+    for name in ("inv_b", "sat_E", "sat_alpha", "llo_power_err", "llo_sat_err"):
+        assert np.isnan(row.get(name, np.nan)), name
+    assert row["llo_power_note"] == "no log-log fit"
+    assert _estimates_inside_intervals(row) == [] and row["flags"] == ""
+    cells = tb.fits_table(pd.DataFrame([row])).iloc[0]
+    assert cells["alpha"] == "–" and cells["1/b"] == "–" and why in cells["notes"]
+
+
+def test_estimates_outside_their_interval_are_flagged():
+    # a flat curve: A = 0, so alpha says nothing about the curve and is not reported
+    flat = summarise(fit_curve(_items_curve([0.3] * 5), n_boot=200, level=0.9, seed=0))
+    assert np.isnan(flat["sat_alpha"]) and "alpha is undetermined" in flat["note"]
+    assert _estimates_inside_intervals(flat) == []
+    row: dict = {}
+    with_interval(row, "sat_alpha", 0.047, np.full(100, 0.833), 0.9)
+    assert row["flags"] == "sat_alpha = 0.047 lies outside its interval [0.833, 0.833]"
+    assert tb.ci(0.047, 0.833, 0.833).endswith("(estimate outside its interval)")
+    assert tb.ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
+
+
+def _set_result(results_file, key: str, value) -> None:
+    data = json.loads(results_file.read_text())
+    data["results"]["sah_multihop"][key] = value
+    results_file.write_text(json.dumps(data))
+
+
+def test_nan_score_is_named_left_out_everywhere_and_the_analysis_goes_on(tmp_path):
+    run_dir = make_synthetic_run(tmp_path, models=("llama-3-8b",), eval_tasks=("sah_multihop",),
+                                 law=lambda i, t: Law(0.08, TRUE_EXPONENT, 0.05), n_items=300)  # fmt: skip
+    results = next((run_dir / "llama-3-8b" / "multihop" / "n1000").rglob("results_*.json"))
+    _set_result(results, "exact_match,none", float("nan"))
+    out = analyse(run_dir, Options(out=tmp_path / "a", n_boot=100, formats=("png",),
+                                   progress=False))  # fmt: skip
+    (warning,) = [w for w in out.run.warnings if "score is NaN" in w]
+    assert "llama-3-8b multihop->sah_multihop exact_match,none: N=1000" in warning
+    assert str(results) in warning and "llama-3-8b/multihop/n1000" in warning
+    (cf,) = out.fits
+    k = list(cf.curve.x).index(1000.0)
+    assert np.isnan(cf.boot[:, k]).all()  # its items are not resampled either
+    row = out.fits_df.iloc[0]
+    assert (row["n_points"], row["n_scales"]) == (4, 5) and "N=1000 left out" in row["left_out"]
+    assert row["inv_b_lo"] <= row["inv_b"] <= row["inv_b_hi"]
+    assert np.isfinite(row["llo_power_err"]) and np.isfinite(row["sat_alpha"])
+    point = out.points_df[out.points_df["n"] == 1000].iloc[0]
+    assert np.isnan(point["lo"]) and "not a number" in point["note"]
+    assert "NaN (left out)" in (tmp_path / "a" / "tables" / "scores.md").read_text()
+    assert "fig1_scaling_sah_multihop" in out.figures
+    with pytest.raises(ResultsError, match="N=1000: score is NaN in checkpoint"):
+        analyse(run_dir, Options(out=tmp_path / "b", n_boot=20, formats=("png",), strict=True,
+                                 progress=False))  # fmt: skip
+
+
+def test_stderr_na_without_samples_gives_no_interval_not_a_zero_width_one(tmp_path):
+    run_dir = make_synthetic_run(tmp_path, models=("llama-3-8b",), eval_tasks=("sah_multihop",),
+                                 n_items=200, log_samples=False)  # fmt: skip
+    for results in run_dir.rglob("results_*.json"):
+        _set_result(results, "exact_match_stderr,none", "N/A")
+    run = load_run(run_dir, progress=False)
+    (curve,) = scale_curves(run, run.table[run.table["metric"] == "exact_match"])
+    assert np.isnan(curve.stderr).all()
+    cf = fit_curve(curve, n_boot=200, level=0.9, seed=0)
+    assert cf.method == NO_INTERVAL
+    pts = pd.DataFrame(points(cf.curve, cf.boot, cf.method, 0.9, "n"))
+    assert pts["lo"].isna().all() and pts["hi"].isna().all()
+    assert pts["note"].str.startswith("no interval").all()
+    row = summarise(cf)
+    assert np.isfinite(row["inv_b"]) and np.isnan(row["inv_b_lo"]) and np.isnan(row["inv_b_hi"])
+    assert "no interval" in row["note"] and "'N/A'" in row["note"]
+    assert tb.ci(row["inv_b"], row["inv_b_lo"], row["inv_b_hi"]).endswith("[n/a]")
+    assert all(np.isnan(r["examples_lo"]) for r in inverse(cf, [0.5]))  # NaN, not [inf, inf]

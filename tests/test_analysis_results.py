@@ -11,6 +11,7 @@ import pytest
 from analysis.curves import scale_curves, select_primary
 from analysis.layout import parse_model_slug
 from analysis.metrics import MetricKey, parse_metric_override, primary_metric
+from analysis.pipeline import Options, analyse
 from analysis.results import ResultsError, load_run
 from analysis.synthetic import (
     EVAL_TASKS,
@@ -171,6 +172,43 @@ def test_primary_metric_defaults_and_overrides(run_dir):
         ("sah_ifeval", "prompt_level_strict_acc"),
         ("sah_humaneval_plus", "pass@1_plus"),
     }
+
+
+@pytest.mark.parametrize(
+    ("task", "reported", "chosen"),
+    [
+        ("gsm8k", ["exact_match,flexible-extract", "exact_match,strict-match"],
+         "exact_match,strict-match"),
+        ("ifeval", ["inst_level_loose_acc,none", "prompt_level_strict_acc,none"],
+         "prompt_level_strict_acc,none"),
+        ("hellaswag", ["acc,none", "acc_norm,none"], "acc_norm,none"),
+        ("arc_challenge", ["acc,none", "acc_norm,none"], "acc_norm,none"),
+        ("arc_easy", ["acc,none"], "acc,none"),  # the fallback when acc_norm is missing
+    ],
+)  # fmt: skip
+def test_lm_eval_builtin_tasks_have_default_primary_metrics(task, reported, chosen):
+    guesses: list[str] = []
+    available = [MetricKey(*m.split(",")) for m in reported]
+    assert str(primary_metric(task, available, on_guess=guesses.append)) == chosen
+    assert guesses == []
+
+
+def test_a_guessed_primary_metric_is_a_warning_naming_it_and_the_override(run_dir):
+    guesses: list[str] = []
+    available = [MetricKey("f1", "none"), MetricKey("acc", "none")]
+    assert primary_metric("my_task", available, on_guess=guesses.append) == MetricKey("acc", "none")
+    (message,) = guesses
+    assert "my_task" in message and "acc,none" in message
+    assert "--metric my_task=METRIC,FILTER" in message
+    primary_metric("my_task", [MetricKey("acc", "none")], on_guess=guesses.append)
+    assert len(guesses) == 1  # one metric reported: nothing was guessed
+    # the pipeline lists the guess among the report's warnings
+    lines = item_lines(EVAL_TASKS["sah_multihop"], 0.5, 60, 100, seed=3)
+    ckpt = run_dir / "llama-3-8b" / "gsm8k" / "n100"
+    write_eval(ckpt, "my_task", lines)
+    out = analyse(run_dir, Options(out=run_dir / "an", n_boot=20, formats=("png",),
+                                   progress=False))  # fmt: skip
+    assert any("my_task" in w and "--metric my_task=METRIC,FILTER" in w for w in out.run.warnings)
 
 
 def test_staging_and_superseded_results_are_never_read(run_dir):

@@ -137,8 +137,8 @@ def test_shipped_experiment_configs_load_and_point_at_real_files():
 # a stage that, like every sah CLI, stops on Ctrl-C with one line and exit status 130
 STAGE = """
 import os, sys, time
-print(os.getpid(), flush=True)
-try:
+try:  # the pid is printed inside: the test signals only after reading it
+    print(os.getpid(), flush=True)
     time.sleep(120)
 except KeyboardInterrupt:
     sys.exit(130)
