@@ -53,6 +53,7 @@ def install_task_path() -> None:
 
 
 SKIPPED: list[tuple[str, str]] = []  # (task, why) of tasks sah-eval could not build
+_SKIPPING = False  # True only while sah-eval's own evaluation runs
 
 
 def install_skip_unloadable() -> None:
@@ -77,6 +78,8 @@ def install_skip_unloadable() -> None:
         try:
             return load(self, spec)
         except TaskDataError as e:
+            if not _SKIPPING:  # only inside sah-eval's own run (not the sweep, not lm_eval API)
+                raise
             SKIPPED.append((str(spec), str(e)))
             print(f"sah-eval: skipping {spec}: {e}", file=sys.stderr, flush=True)
             return []
@@ -100,12 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     install_skip_unloadable()
     from lm_eval.__main__ import cli_evaluate
 
+    global _SKIPPING
     sys.argv = ["sah-eval", *argv]
+    _SKIPPING = True
     try:
         cli_evaluate()
     except KeyboardInterrupt:
         print("sah-eval: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        _SKIPPING = False
     if SKIPPED:
         names = ", ".join(task for task, _ in SKIPPED)
         print(

@@ -723,10 +723,13 @@ def with_loadable_data(units: list[Unit], task_manager, report: SweepReport) -> 
     broken: dict[str, str] = {}
     for task in sorted({u.task for u in units}):
         try:
-            task_manager.load([task])
+            built = task_manager.load([task])
         except TaskDataError as e:
             log.error("%s: %s", task, e)
             broken[task] = f"TaskDataError: {e}"
+            continue
+        if not built.get("tasks"):
+            broken[task] = f"task {task!r} could not be built (see the log above)"
     for task, why in broken.items():
         report.fail([u for u in units if u.task == task], why)
     return [u for u in units if u.task not in broken]
