@@ -7,26 +7,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from run_helpers import write_checkpoint
 
 from sah_tasks import references, sweep
-
-
-def _checkpoint(folder: Path, n: int, model_path: str, **extra) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"schema_version": 1, "experiment": "exp", "model_slug": "tiny", "task": "gsm8k",
-                "n": n, "seed": 0, "model_path": model_path, "base_model": model_path,
-                "lora": False, "stage": "base" if n == 0 else "sft", **extra}  # fmt: skip
-    (folder / "sah_manifest.json").write_text(json.dumps(manifest))
-    (folder / "COMPLETED").write_text("")
-    return folder
 
 
 @pytest.fixture
 def run_dir(tmp_path, tiny_model_dir) -> Path:
     root = tmp_path / "runs" / "exp"
-    _checkpoint(root / "tiny/gsm8k/n0", 0, str(tiny_model_dir))
+    write_checkpoint(root / "tiny/gsm8k/n0", 0, str(tiny_model_dir))
     scale = shutil.copytree(tiny_model_dir, root / "tiny/gsm8k/n8")
-    _checkpoint(scale, 8, ".", base_model=str(tiny_model_dir))
+    write_checkpoint(scale, 8, ".", base_model=str(tiny_model_dir))
     shutil.copytree(tiny_model_dir, scale / "checkpoint-2")  # kept with keep_checkpoints
     return root
 

@@ -9,19 +9,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from run_helpers import write_checkpoint
 
 from sah_tasks import eval_settings, sweep
 
 
 def _checkpoint(folder: Path, n: int, model_path: str, prompt_format: str = "plain") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"schema_version": 1, "experiment": "exp", "model_slug": "tiny", "task": "gsm8k",
-                "n": n, "seed": 0, "model_path": model_path, "base_model": model_path,
-                "lora": False, "stage": "base" if n == 0 else "sft",
-                "config": {"scale": {"prompt_format": prompt_format}}}  # fmt: skip
-    (folder / "sah_manifest.json").write_text(json.dumps(manifest))
-    (folder / "COMPLETED").write_text("")
-    return folder
+    return write_checkpoint(
+        folder, n, model_path, config={"scale": {"prompt_format": prompt_format}}
+    )
 
 
 @pytest.fixture

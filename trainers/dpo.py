@@ -30,12 +30,10 @@ if __name__ == "__main__" and not __package__:  # run as a file (see sft.py)
 
 import copy
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sah_tasks.common.oserrors import is_write_error, write_error_message
 from trainers import sft
 from trainers.common import (
     BaseModel,
@@ -497,18 +495,7 @@ def preference_margin(model, tokenizer, pairs: Sequence[PreferencePair]) -> floa
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        return run_dpo(parse_args(argv))
-    except sft.USER_ERRORS as e:
-        raise SystemExit(f"error: {e}") from None
-    except OSError as e:  # the disk filled up, or the output went read-only, while writing
-        if not is_write_error(e):
-            raise
-        raise SystemExit(f"error: {write_error_message(e)}") from None
-    except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+    return sft.run_main(run_dpo, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ if __name__ == "__main__" and not __package__:  # run as a file, e.g. by `accele
 import copy
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -289,10 +289,11 @@ def _pool_name(pool: Pool) -> str:
     return f"{pool.task} training pool ({pool.source})"
 
 
-def main(argv: Sequence[str] | None = None) -> list[Path]:
+def run_main(train: Callable[[Any], list[Path]], parse: Callable[[Any], Any], argv) -> list[Path]:
+    """The command line of a trainer: a user's mistake, a full disk or Ctrl-C is one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        return run_sft(parse_args(argv))
+        return train(parse(argv))
     except USER_ERRORS as e:
         raise SystemExit(f"error: {e}") from None
     except OSError as e:  # the disk filled up, or the output went read-only, while writing
@@ -302,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def main(argv: Sequence[str] | None = None) -> list[Path]:
+    return run_main(run_sft, parse_args, argv)
 
 
 if __name__ == "__main__":
