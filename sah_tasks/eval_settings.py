@@ -15,8 +15,6 @@ without; `--apply_chat_template` / `--no_apply_chat_template` override that for 
 from __future__ import annotations
 
 import argparse
-import hashlib
-from pathlib import Path
 from typing import Any
 
 LM_EVAL_FLAGS = (
@@ -76,22 +74,6 @@ def prompt_format(manifest: dict[str, Any]) -> str | None:
         if value:
             return str(value)
     return None
-
-
-def chat_template_of(manifest: dict[str, Any], where: Path) -> str | None:
-    """The chat template a manifest records (`config.chat_template`: path + sha256) — checked
-    against the file, so a template edited since training is an error, not a silent change."""
-    record = (manifest.get("config") or {}).get("chat_template")
-    if not record:
-        return None
-    path = Path(record["path"]).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{where}: its chat template {path} cannot be read ({e})") from None
-    if hashlib.sha256(text.encode()).hexdigest() != record.get("sha256"):
-        raise ValueError(f"{where}: its chat template {path} changed since training (sha256)")
-    return text
 
 
 def chat_setting(opts: Any, manifest: dict[str, Any]) -> bool | str:

@@ -45,8 +45,8 @@ from typing import Any
 
 import yaml
 
-from sah_tasks.common.data import not_utf8
-from trainers.launch import FORWARDED, run_forwarding
+from sah_tasks.common.text import not_utf8
+from trainers.processes import FORWARDED, run_forwarding
 
 STAGES = ("train", "eval", "analyse")
 TRAINER_SCRIPTS = {"sft": "trainers/sft.py", "dpo": "trainers/dpo.py"}

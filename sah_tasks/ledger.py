@@ -13,8 +13,8 @@ before the unit runs and stored beside the results (`"sah": {"request", "fingerp
                                                        evaluates again
     done     verified, same request                 -> skipped
 
-One writer per unit: `unit_lock` holds `eval/.lock-<task>` (host and pid inside) while a unit
-runs; a second sweep skips a unit whose lock is held by a live process, and takes over a lock
+One writer per unit: `trainers.manifest.unit_lock` (the trainers' lock too) holds
+`eval/.lock-<task>` (host and pid inside) while a unit runs; a second sweep skips a unit whose lock is held by a live process, and takes over a lock
 left by a dead one.
 """
 
@@ -27,8 +27,6 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from trainers.manifest import UnitBusy, unit_lock  # noqa: F401  (one lock for every writer)
 
 # Files of a task folder whose content decides what a task computes.
 TASK_FILE_SUFFIXES = (".yaml", "_yaml", ".yml", ".py")
@@ -69,12 +67,8 @@ class Ledger:
                     if p.suffix == ".py":
                         names |= set(DATA_ENV.findall(p.read_text(encoding="utf-8")))
                 for name in sorted(names):
-                    value = os.environ.get(name)
-                    if value:
-                        path = Path(value).expanduser().resolve()
-                        identity["data"][name] = (
-                            self._file_hash(path) if path.is_file() else f"missing:{path}"
-                        )
+                    if os.environ.get(name):
+                        identity["data"][name] = self._data_hash(os.environ[name])
             self._tasks[task] = identity
         return self._tasks[task]
 
@@ -84,9 +78,19 @@ class Ledger:
         yaml_path = getattr(entry, "yaml_path", None)
         return Path(yaml_path).parent if yaml_path else None
 
+    def _data_hash(self, value: str) -> str:
+        path = Path(value).expanduser().resolve()
+        return self._file_hash(path) if path.is_file() else f"missing:{path}"
+
     def request(self, task: str, served: dict[str, Any], settings: dict[str, Any]) -> dict:
-        """Everything that determines a unit's result, as a JSON-able mapping."""
-        return {"task": task, **self.task_identity(task), "served": served, **settings}
+        """Everything that determines a unit's result, as a JSON-able mapping. A local data file
+        given with `--metadata data_files` counts by its content, like a `SAH_*_DATA` one."""
+        identity = self.task_identity(task)
+        data_files = (settings.get("metadata") or {}).get("data_files")
+        if isinstance(data_files, str):
+            identity = {**identity, "data": {**identity["data"],
+                                             "data_files": self._data_hash(data_files)}}  # fmt: skip
+        return {"task": task, **identity, "served": served, **settings}
 
 
 def fingerprint(request: dict[str, Any]) -> str:

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from sah_tasks import eval_settings, ledger
-from sah_tasks.common.data import not_utf8
-from sah_tasks.common.oserrors import is_write_error, write_error_message
+from sah_tasks.common.oserrors import check_writable, is_write_error, write_error_message
+from sah_tasks.common.text import not_utf8
+from trainers.manifest import UnitBusy, recorded_chat_template, unit_lock
 
 log = logging.getLogger("sah.sweep")
 
@@ -499,19 +500,16 @@ def unit_request(unit: Unit, book: ledger.Ledger, opts: SweepOptions) -> dict[st
     """Everything that decides the unit's result (see sah_tasks/ledger.py)."""
     served = served_identity(unit.checkpoint, unit.checkpoint.serving())
     manifest = unit.checkpoint.manifest
-    try:
-        template = eval_settings.chat_template_of(manifest, unit.checkpoint.path)
+    try:  # a template edited since training fails the unit here, before any model loads
+        recorded_chat_template(manifest, unit.checkpoint.path)
     except ValueError as e:
         raise SweepError(str(e)) from None
+    record = (manifest.get("config") or {}).get("chat_template") or {}
     settings = {
         "limit": opts.limit,
         "gen_kwargs": opts.gen_kwargs,
         "apply_chat_template": eval_settings.chat_setting(opts, manifest),
-        "chat_template_sha256": (manifest.get("config") or {})
-        .get("chat_template", {})
-        .get("sha256")
-        if template
-        else None,
+        "chat_template_sha256": record.get("sha256"),
         "num_fewshot": opts.num_fewshot,
         "system_instruction": opts.system_instruction,
         "fewshot_as_multiturn": opts.fewshot_as_multiturn,
@@ -553,7 +551,7 @@ def evaluate_unit(
     request = (
         request if request is not None else unit_request(unit, ledger.Ledger(task_manager), opts)
     )
-    with ledger.unit_lock(unit.lock_path):
+    with unit_lock(unit.lock_path):
         state, why = ledger.status(unit.out_dir, unit.task, request)
         if state == "done":
             return False
@@ -610,11 +608,16 @@ def evaluate_unit(
 
 def _use_checkpoint_template(lm, unit: Unit, chat: bool | str) -> None:
     """With a chat template on, render prompts with the template the checkpoint was trained
-    with (its manifest's `config.chat_template`), e.g. for n0 of a base model that has none."""
-    template = eval_settings.chat_template_of(unit.checkpoint.manifest, unit.checkpoint.path)
+    with (its manifest's `config.chat_template`), e.g. for n0 of a base model that has none.
+    One engine serves several checkpoints: a unit without a recorded template gets the
+    tokenizer's own back, never the previous checkpoint's."""
     tokenizer = getattr(lm, "tokenizer", None)
-    if chat and template and tokenizer is not None:
-        tokenizer.chat_template = template
+    if tokenizer is None:
+        return
+    if not hasattr(lm, "sah_own_chat_template"):
+        lm.sah_own_chat_template = tokenizer.chat_template
+    template = recorded_chat_template(unit.checkpoint.manifest, unit.checkpoint.path)
+    tokenizer.chat_template = template if chat and template else lm.sah_own_chat_template
 
 
 def _cache_path(opts: SweepOptions, unit: Unit) -> str | None:
@@ -670,7 +673,7 @@ def _run_members(
             t0 = time.time()
             try:
                 evaluated = evaluate_unit(lm, unit, task_manager, opts, requests.get(unit.key))
-            except ledger.UnitBusy as e:  # another sweep is on it: its result, not ours
+            except UnitBusy as e:  # another sweep is on it: its result, not ours
                 log.warning("skipping %s on %s: %s", unit.checkpoint.rel, unit.task, e)
                 report.busy.append((*unit.key, str(e)))
             except OSError as e:  # a full disk or read-only eval/: the path, no traceback
@@ -756,11 +759,8 @@ def writable_members(group: EngineGroup, report: SweepReport) -> EngineGroup:
     for member in group.members:
         checkpoint, _, units = member
         folder = checkpoint.path / "eval"
-        probe = folder / f".write-probe-{os.getpid()}"
         try:
-            folder.mkdir(exist_ok=True)
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            probe.unlink()
+            check_writable(folder)
         except OSError as e:
             if not is_write_error(e):
                 raise
@@ -783,8 +783,9 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
     todo, requests = triage(units, ledger.Ledger(task_manager), opts, report)
     todo = with_loadable_data(todo, task_manager, report)
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
+    failed_before = len(report.failed)  # triage and data failures are not in `todo`
     groups = [writable_members(g, report) for g in engine_groups(todo, opts, report)]
-    bar.update(len(report.failed))
+    bar.update(len(report.failed) - failed_before)
     for group in groups:
         if not group.members:  # none of its checkpoints can take results: load nothing
             continue

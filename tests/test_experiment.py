@@ -145,7 +145,7 @@ except KeyboardInterrupt:
 """
 RUN_STAGE = f"""
 import os, sys
-from trainers.launch import run_forwarding as run_stage
+from trainers.processes import run_forwarding as run_stage
 sys.exit(run_stage([sys.executable, "-c", {STAGE!r}], dict(os.environ)))
 """
 

@@ -484,3 +484,39 @@ def test_one_writer_per_unit(run_dir, task_manager, fixture_env, tmp_path):
     report = sweep.run_units(units, task_manager, OPTS)
     assert report.done == [units[0].key] and not lock.exists()
     assert os.getpid() != holder.pid
+
+
+def test_the_request_counts_local_data_by_content(
+    task_manager, fixtures_dir, tmp_path, monkeypatch
+):
+    from sah_tasks import ledger
+
+    data = tmp_path / "test.jsonl"
+    data.write_bytes((fixtures_dir / "gsm8k_test.jsonl").read_bytes())
+
+    def fp(**settings):
+        return ledger.fingerprint(ledger.Ledger(task_manager).request("sah_gsm8k", {}, settings))
+
+    monkeypatch.setenv("SAH_GSM8K_DATA", str(data))
+    by_env = fp(metadata=None)
+    with_metadata = fp(metadata={"data_files": str(data)})
+    data.write_bytes(data.read_bytes().replace(b"apples", b"pears", 1))  # same path, new data
+    assert fp(metadata=None) != by_env
+    assert fp(metadata={"data_files": str(data)}) != with_metadata
+
+
+def test_a_recorded_chat_template_does_not_leak_to_the_next_checkpoint_on_one_engine(tmp_path):
+    import hashlib
+
+    template = tmp_path / "t.jinja"
+    template.write_text("{{ messages[0]['content'] }}")
+    record = {"path": str(template), "sha256": hashlib.sha256(template.read_bytes()).hexdigest()}
+    with_template = _manifest(tmp_path / "a", n=8, model_path=".", config={"chat_template": record})
+    plain = _manifest(tmp_path / "b", n=16, model_path=".")
+    lm = SimpleNamespace(tokenizer=SimpleNamespace(chat_template="OWN"))
+    units = [sweep.Unit(sweep.Checkpoint(p, p.name, json.loads((p / "sah_manifest.json").read_text())), "t")
+             for p in (with_template, plain)]  # fmt: skip
+    sweep._use_checkpoint_template(lm, units[0], True)
+    assert lm.tokenizer.chat_template == template.read_text()
+    sweep._use_checkpoint_template(lm, units[1], True)
+    assert lm.tokenizer.chat_template == "OWN"

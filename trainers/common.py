@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from trainers.manifest import (
     UnitBusy,
     is_completed,
     mark_completed,
+    read_chat_template,
     read_manifest,
     unit_lock,
     write_manifest,
@@ -305,32 +306,6 @@ def load_tokenizer(model_args: Any, trust_remote_code: bool = False):
     )
     ensure_distinct_pad(tokenizer)
     return tokenizer
-
-
-def read_chat_template(path: str) -> str:
-    """A chat template from a Jinja file, or from a tokenizer (local folder or hub id)."""
-    file = Path(path).expanduser()
-    try:
-        if file.is_file():
-            text = file.read_text(encoding="utf-8")
-        else:
-            from transformers import AutoTokenizer
-
-            text = AutoTokenizer.from_pretrained(path).chat_template
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"chat_template_path {path}: cannot read a chat template ({e})") from None
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"chat_template_path {path}: no chat template there")
-    return text
-
-
-def chat_template_record(path: str | None) -> dict[str, str] | None:
-    """What the manifest records of a chat template given by path: the path and its content
-    hash (the content is the recipe, so editing the file is a new recipe)."""
-    if not path:
-        return None
-    text = read_chat_template(path)
-    return {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def ensure_distinct_pad(tokenizer) -> None:
@@ -705,25 +680,20 @@ def training_lock(run_dir: Path):
     """One trainer per unit: the main process holds `.<unit>.lock` beside the unit's folder (not
     in it: an incomplete folder is emptied before training). A second trainer on the same unit
     stops with a ConfigError naming the holder; a lock left by a dead process is taken over."""
-    lock = run_dir.parent / f".{run_dir.name}.lock"
-    held, error = None, None
-    if is_main_process():
-        try:
-            held = unit_lock(lock)
-            held.__enter__()
-        except UnitBusy as e:
-            error = str(e)
-    error = shared_from_main(error)
-    if error is not None:
-        raise ConfigError(
-            f"{run_dir} is being trained by another process ({error}); wait for it to finish "
-            "or stop it, then rerun"
-        )
-    try:
+    with ExitStack() as held:
+        error = None
+        if is_main_process():
+            try:
+                held.enter_context(unit_lock(run_dir.parent / f".{run_dir.name}.lock"))
+            except UnitBusy as e:
+                error = str(e)
+        error = shared_from_main(error)
+        if error is not None:
+            raise ConfigError(
+                f"{run_dir} is being trained by another process ({error}); wait for it to "
+                "finish or stop it, then rerun"
+            )
         yield
-    finally:
-        if held is not None:
-            held.__exit__(None, None, None)
 
 
 def finish_run_dir(

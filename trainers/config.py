@@ -59,7 +59,7 @@ def check_yaml_keys(path: Path, dataclass_types: Sequence[type]) -> dict[str, An
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        from sah_tasks.common.data import not_utf8
+        from sah_tasks.common.text import not_utf8
 
         raise ConfigError(f"{path}: {not_utf8(e, whole_file=True)}") from None
     except yaml.YAMLError as e:

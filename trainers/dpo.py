@@ -40,7 +40,6 @@ from trainers.common import (
     RunArguments,
     Unit,
     barrier,
-    chat_template_record,
     check_batch_options,
     check_one_unit_per_process,
     check_trains_something,
@@ -59,6 +58,7 @@ from trainers.config import ConfigError, parse_dataclasses, parse_mapping
 from trainers.data import Pool, PreferencePair, load_preference_pool
 from trainers.manifest import (
     Manifest,
+    chat_template_record,
     is_completed,
     portable_path,
     read_manifest,

@@ -13,6 +13,7 @@ outside the run directory is stored as given. `resolve_manifest_path` reads them
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -71,6 +72,55 @@ def portable_path(target: str | Path, manifest_dir: Path, run_root: Path) -> str
         return str(path)
     rel = os.path.relpath(path, os.path.abspath(manifest_dir))
     return rel if rel.startswith(".") else f"./{rel}"
+
+
+class ChatTemplateError(ValueError):
+    """A chat template given by path that cannot be read, or changed since training."""
+
+
+def read_chat_template(path: str) -> str:
+    """A chat template from a Jinja file, or from a tokenizer (local folder or hub id)."""
+    file = Path(path).expanduser()
+    try:
+        if file.is_file():
+            text = file.read_text(encoding="utf-8")
+        else:
+            from transformers import AutoTokenizer
+
+            text = AutoTokenizer.from_pretrained(path).chat_template
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ChatTemplateError(
+            f"chat_template_path {path}: cannot read a chat template ({e})"
+        ) from None
+    if not isinstance(text, str) or not text.strip():
+        raise ChatTemplateError(f"chat_template_path {path}: no chat template there")
+    return text
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chat_template_record(path: str | None) -> dict[str, str] | None:
+    """What the manifest records (`config.chat_template`) of a chat template given by path: the
+    path and its content hash (the content is the recipe, so editing the file is a new one)."""
+    if not path:
+        return None
+    return {"path": str(path), "sha256": _sha256(read_chat_template(path))}
+
+
+def recorded_chat_template(manifest: dict[str, Any], where: Path) -> str | None:
+    """The chat template a manifest records, read again and checked against its sha256, so a
+    template edited since training is an error, not a silent change of prompts."""
+    record = (manifest.get("config") or {}).get("chat_template")
+    if not record:
+        return None
+    text = read_chat_template(record["path"])
+    if _sha256(text) != record.get("sha256"):
+        raise ChatTemplateError(
+            f"{where}: its chat template {record['path']} changed since training (sha256)"
+        )
+    return text
 
 
 class ManifestPathError(ValueError):

@@ -36,7 +36,6 @@ from trainers.common import (
     RunArguments,
     Unit,
     barrier,
-    chat_template_record,
     check_batch_options,
     check_one_unit_per_process,
     check_trains_something,
@@ -53,12 +52,19 @@ from trainers.common import (
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping, to_jsonable
 from trainers.data import Pool, TrainDataError, load_sft_pool
-from trainers.manifest import Manifest, ManifestPathError, is_completed, portable_path
+from trainers.manifest import (
+    ChatTemplateError,
+    Manifest,
+    ManifestPathError,
+    chat_template_record,
+    is_completed,
+    portable_path,
+)
 from trainers.subsets import SubsetError, select_subset, subset_hash
 
 log = logging.getLogger("trainers.sft")
 
-USER_ERRORS = (ConfigError, TrainDataError, SubsetError, ManifestPathError)
+USER_ERRORS = (ConfigError, TrainDataError, SubsetError, ManifestPathError, ChatTemplateError)
 
 
 @dataclass

@@ -92,7 +92,7 @@ class _Event:
         return [self.data["title"], self.data["article"], *self.data["paraphrases"], *qa]
 
 
-from sah_tasks.common.data import not_utf8  # noqa: E402
+from sah_tasks.common.text import not_utf8  # noqa: E402
 
 # The task scorer's SQuAD normalisation: validation must agree with scoring.
 from sah_tasks.multihop.utils import normalize_answer  # noqa: E402
