@@ -60,9 +60,15 @@ def test_completed_scale_with_another_recipe_is_refused_and_overwrite_retrains(
 
 
 def test_logging_options_do_not_change_the_fingerprint_of_an_incomplete_unit(
-    tiny_model_dir, tmp_path
+    tiny_model_dir, tmp_path, monkeypatch
 ):
+    import importlib.util
+
     from trainers.sft import plan_scale
+
+    real = importlib.util.find_spec  # as if the [wandb] extra were installed
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "wandb" else real(name, *a))  # fmt: skip
 
     def manifest(*flags):
         run = sft.parse_args(sft_argv(tiny_model_dir, tmp_path, "--scales", "8", *flags))

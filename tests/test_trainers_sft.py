@@ -20,7 +20,7 @@ from trainers.subsets import SubsetError
 MANIFEST_KEYS = {
     "schema_version", "experiment", "model_slug", "base_model", "base_revision", "family",
     "size_b", "task", "n", "seed", "stage", "budget", "sft_fraction", "model_path", "lora",
-    "train_data", "subset_hash", "config", "versions", "git_sha", "created",
+    "train_data", "subset_hash", "config", "training", "versions", "git_sha", "created",
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ barriers, so a multi-process run saves exactly once.
 
 from __future__ import annotations
 
+import copy
 import gc
 import hashlib
 import json
@@ -201,6 +202,14 @@ class RunArguments:
         },
     )
     output_root: str = field(default="runs", metadata={"help": "Root of the run directories."})
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Training seeds: one checkpoint per (seed, N), each with its own nested "
+            "subsets. The config's `seed` is written to n<N>/, every other seed S to "
+            "n<N>_seed<S>/, so adding seeds to a finished run reuses it. Default: just `seed`."
+        },
+    )
     subset_seed: int | None = field(
         default=None, metadata={"help": "Seed of the nested subsets (default: the training seed)."}
     )
@@ -274,6 +283,60 @@ def check_writable(root: Path, what: str) -> None:
         if error is None:
             raise ConfigError(f"{what}: cannot write {root}: {e.strerror or e}") from None
         raise ConfigError(f"{what}: {write_error_message(error, root)}") from None
+
+
+def check_seeds(seeds: list[int] | None) -> None:
+    if seeds is None:
+        return
+    if not seeds:
+        raise ConfigError("seeds: give at least one training seed, or leave it unset")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ConfigError(f"seeds: expected integers >= 0, got {bad}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: {seeds} repeats a seed")
+
+
+def training_seeds(args: RunArguments, training_args: Any) -> list[int]:
+    """The seeds to train, the config's own `seed` when `seeds` is unset."""
+    return list(args.seeds) if args.seeds else [training_args.seed]
+
+
+def seed_folder(name: str, seed: int, primary_seed: int) -> str:
+    """`n100` for the config's seed, `n100_seed1` for another seed (the run-dir contract)."""
+    return name if seed == primary_seed else f"{name}_seed{seed}"
+
+
+def with_training_seed(training_args: Any, seed: int) -> Any:
+    args = copy.deepcopy(training_args)
+    args.seed = seed
+    return args
+
+
+def hub_repo_id(namespace: str | None, slug: str, task: str, unit: str, seed: int) -> str:
+    """The hub repo of one unit, e.g. `org/llama-3-8b-gsm8k-n100-seed42`: every scale, seed,
+    model and task gets its own repo (TRL's default, the output folder's name `n100`, would
+    push every model's n100 into one repo). `namespace` is `hub_model_id` (a user or org)."""
+    name = f"{slug}-{task}-{unit.split('_seed')[0]}-seed{seed}"
+    if namespace is None:
+        return name
+    if "/" in namespace.strip("/"):
+        raise ConfigError(
+            f"hub_model_id {namespace!r}: with several scales give only the user or organisation "
+            f"(each unit is pushed to its own repo, e.g. {namespace.split('/')[0]}/{name})"
+        )
+    return f"{namespace.strip('/')}/{name}"
+
+
+def name_unit_run(training_args: Any, experiment: str, run_dir: Path, task: str) -> None:
+    """Where a unit is logged and pushed: named after experiment, model, task, N and seed."""
+    slug = run_dir.parent.parent.name
+    training_args.output_dir = str(run_dir)
+    training_args.run_name = f"{experiment}/{slug}/{task}/{run_dir.name}"
+    if training_args.push_to_hub:
+        training_args.hub_model_id = hub_repo_id(
+            training_args.hub_model_id, slug, task, run_dir.name, training_args.seed
+        )
 
 
 def run_seed(args: RunArguments, training_args: Any) -> int:
@@ -431,13 +494,13 @@ def snapshot(**parts: Any) -> dict[str, Any]:
 
 # Options that decide where a unit is written, how it is logged, saved and resumed, and what
 # the analysis calls it, but not what is trained: not part of a recipe.
-NOT_RECIPE_PREFIXES = ("log", "hub_", "save_", "eval_", "push_to_hub")
+NOT_RECIPE_PREFIXES = ("log", "hub_", "save_", "eval_", "push_to_hub", "trackio")
 NOT_RECIPE_KEYS = frozenset({
     "output_dir", "run_name", "report_to", "disable_tqdm", "local_rank", "save_strategy",
     "resume_from_checkpoint", "do_eval", "per_device_eval_batch_size", "batch_eval_metrics",
     "bf16_full_eval", "fp16_full_eval", "include_num_input_tokens_seen",
     "experiment", "output_root", "model_slug", "model_family", "model_size_b",
-    "merge_lora", "keep_checkpoints", "resume", "overwrite",
+    "merge_lora", "keep_checkpoints", "resume", "overwrite", "seeds", "project",
 })  # fmt: skip
 # Manifest fields that, with the config, decide what a unit's weights are.
 RECIPE_FIELDS = ("base_model", "base_revision", "task", "n", "seed", "stage", "lora",
@@ -589,6 +652,36 @@ def save_trained(trainer, run_dir: Path, lora: bool) -> None:
             raise
         raise error from e
     barrier()
+
+
+def training_summary(trainer, output) -> dict[str, Any]:
+    """What a researcher checks first about a finished unit, kept in its manifest (not part of
+    the recipe): steps, final and mean loss, runtime. The full history is trainer_state.json."""
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    metrics = output.metrics or {}
+    return {
+        "global_step": int(trainer.state.global_step),
+        "epochs": trainer.state.epoch,
+        "final_loss": losses[-1] if losses else None,
+        "mean_loss": output.training_loss,
+        "runtime_s": metrics.get("train_runtime"),
+        "samples_per_second": metrics.get("train_samples_per_second"),
+        "history": TRAINER_STATE,
+    }
+
+
+def check_report_to(training_args: Any) -> None:
+    """`--report_to wandb` without wandb installed fails at the first log step, after the model
+    has loaded: say at once which extra installs it."""
+    import importlib.util
+
+    wanted = training_args.report_to or []
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    for name, module in (("wandb", "wandb"), ("tensorboard", "tensorboard")):
+        if name in wanted and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"report_to {name}: {module} is not installed; pip install -e '.[{name}]'"
+            )
 
 
 def release(*objects: Any) -> None:
@@ -793,11 +886,14 @@ def _train_locked(unit: Unit, build_trainer: Callable[[Any], Any]) -> None:
             unit.training_args.chat_template_path = None
     check_prompt_format(unit.prompt_format, tokenizer)
     trainer = build_trainer(tokenizer)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if trainer.state.global_step == 0:  # e.g. an empty dataloader: never mark it completed
         raise ConfigError(f"{unit.run_dir}: training ran 0 optimizer steps; nothing was learned")
     lora = unit.manifest.lora
     save_trained(trainer, unit.run_dir, lora)
+    unit.manifest.training = training_summary(trainer, output)
+    if is_main_process():  # the loss history outlives the checkpoint-* folders
+        trainer.state.save_to_json(str(unit.run_dir / TRAINER_STATE))
     release(trainer)
     merge = (unit.model_args, unit.training_args) if lora and unit.merge_lora else None
     finish_run_dir(

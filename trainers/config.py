@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +25,132 @@ class ConfigError(ValueError):
     """A user-fixable problem with a config file or a command-line override."""
 
 
+# Options of TrainingArguments that sah sets per unit: a user's value would be overwritten.
+RESERVED = {
+    "output_dir": "each unit is written to <output_root>/<experiment>/<model>/<task>/n<N>; "
+    "set output_root and experiment instead",
+    "run_name": "each unit's run is named <experiment>/<model>/<task>/<unit> for the trackers",
+    "resume_from_checkpoint": "an incomplete unit resumes from its own last checkpoint by itself "
+    "(resume: true), and only with an unchanged recipe",
+}
+# The TRL options a researcher sets most; `--help` lists them, `--help_all` lists every one.
+COMMON_TRL_OPTIONS = (
+    "model_name_or_path", "model_revision", "dtype", "use_peft", "lora_r", "lora_alpha",
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_length", "seed", "bf16", "use_cpu",
+    "gradient_checkpointing", "report_to", "logging_steps", "push_to_hub", "hub_model_id",
+)  # fmt: skip
+
+
 def parse_dataclasses(
-    dataclass_types: Sequence[type], argv: Sequence[str] | None, prog: str | None = None
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None,
+    prog: str | None = None,
+    *,
+    description: str | None = None,
+    check_hardware: bool = True,
 ) -> tuple[Any, ...]:
-    """Parse `argv` (default: `sys.argv[1:]`) into one instance per dataclass type."""
+    """Parse `argv` (default: `sys.argv[1:]`) into one instance per dataclass type.
+
+    `check_hardware=False` is for planning on a machine that will not train (a login node):
+    a `bf16: true` config parses there although no GPU is present.
+    """
     from trl import TrlParser
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _split_equals(list(sys.argv[1:] if argv is None else argv))
+    if {"-h", "--help"} & set(args):
+        print(short_help(dataclass_types, prog, description))
+        raise SystemExit(0)
+    if {"--help_all", "--help-all"} & set(args):
+        TrlParser(list(dataclass_types), prog=prog).print_help()
+        raise SystemExit(0)
+    check_reserved(args, "the command line")
     if "--config" in args:
         index = args.index("--config")
         if index + 1 >= len(args):
             raise ConfigError("--config needs a YAML file path")
-        check_yaml_keys(Path(args[index + 1]), dataclass_types)
+        path = Path(args[index + 1])
+        check_reserved(check_yaml_keys(path, dataclass_types), str(path))
     parser = TrlParser(list(dataclass_types), prog=prog)
     # one line for a bad flag, not argparse's usage of every TRL option (hundreds of lines)
     parser.error = lambda message: parser.exit(  # type: ignore[method-assign]
-        2, f"{parser.prog}: error: {message} (all options: --help)\n"
+        2, f"{parser.prog}: error: {message} (options: --help)\n"
     )
     try:
         return tuple(parser.parse_args_and_config(args=args))
     except ValueError as e:
         if "not used by the HfArgumentParser" in str(e):
             raise ConfigError(f"unknown command-line argument(s): {e}") from None
-        raise
+        if "bf16" not in str(e):
+            raise
+        if check_hardware:
+            raise ConfigError(
+                "bf16: true needs a GPU with bf16 support, and none was found; on a CPU pass "
+                "--bf16 false --use_cpu true"
+            ) from None
+    # planning only: parse as if on CPU, then restore the recipe's own use_cpu (false)
+    parts = tuple(parser.parse_args_and_config(args=[*args, "--use_cpu", "true"]))
+    for part in parts:
+        if hasattr(part, "use_cpu"):
+            part.use_cpu = False
+    return parts
+
+
+def _split_equals(args: list[str]) -> list[str]:
+    """`--config=FILE` -> `--config FILE` (TRL looks for the bare flag and would ignore it)."""
+    out: list[str] = []
+    for arg in args:
+        if arg.startswith("--config="):
+            out += ["--config", arg.split("=", 1)[1]]
+        else:
+            out.append(arg)
+    return out
+
+
+def check_reserved(given: Sequence[str] | dict, where: str) -> None:
+    """A reserved option (RESERVED) given by the user is an error saying what sah does instead."""
+    keys = (
+        given if isinstance(given, dict) else [a.split("=")[0][2:] for a in given if a[:2] == "--"]
+    )
+    for key in keys:
+        name = str(key).replace("-", "_")
+        if name in RESERVED:
+            raise ConfigError(f"{where}: {name} is set by sah: {RESERVED[name]}")
+
+
+def short_help(dataclass_types: Sequence[type], prog: str | None, description: str | None) -> str:
+    """`--help`: the config file, sah's own options and the common TRL ones (not all ~300)."""
+    from sah_tasks.common.cli import SahParser
+
+    parser = SahParser(
+        prog=prog,
+        description=description,
+        usage=f"{prog} --config FILE.yaml [--option value ...]",
+        epilog="Every other field of TRL's training config and ModelConfig is accepted too, in "
+        "the YAML or as a flag:\n  --help_all lists all of them. Flags take --a_b or --a-b.",
+        add_help=False,
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML file of options (CLI flags override it)"
+    )
+    parser.add_argument("-h", "--help", action="store_true", help="this message")
+    ours, *theirs = dataclass_types
+    _add_fields(parser.add_argument_group("sah options"), fields(ours))
+    common = [f for dc in theirs for f in fields(dc) if f.name in COMMON_TRL_OPTIONS]
+    _add_fields(parser.add_argument_group("common TRL options"), common)
+    return parser.format_help()
+
+
+def _add_fields(group, dataclass_fields) -> None:
+    seen = set()
+    for f in dataclass_fields:
+        if not f.init or f.name in seen or f.name in RESERVED:
+            continue
+        seen.add(f.name)
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        help_text = re.sub(r"(?<!%)%(?!%)", "%%", f.metadata.get("help") or "")
+        group.add_argument(f"--{f.name}", default=default, help=help_text or " ",
+                           metavar="V")  # fmt: skip
 
 
 def check_yaml_keys(path: Path, dataclass_types: Sequence[type]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ if __name__ == "__main__" and not __package__:  # run as a file (see sft.py)
 import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from trainers import sft
@@ -42,16 +42,22 @@ from trainers.common import (
     barrier,
     check_batch_options,
     check_one_unit_per_process,
+    check_report_to,
+    check_seeds,
     check_trains_something,
     check_writable,
     completed_unchanged,
     describe_run_base,
     load_model,
+    name_unit_run,
     peft_config,
     preference_records,
     run_seed,
+    seed_folder,
     snapshot,
     train_unit,
+    training_seeds,
+    with_training_seed,
     write_pointer_manifest,
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping
@@ -132,10 +138,28 @@ class DPORun:
     budget: BudgetArguments
     training: Any  # trl.DPOConfig
     model: Any  # trl.ModelConfig
+    config_seed: int | None = None  # the config's `seed`: its runs keep the plain B<B>_r<r>
+    check_hardware: bool = True  # False: planning only (trainers.launch on a login node)
+
+    def __post_init__(self) -> None:
+        if self.config_seed is None:
+            self.config_seed = self.training.seed
 
     @property
     def seed(self) -> int:
         return run_seed(self.budget, self.training)
+
+    @property
+    def is_config_seed(self) -> bool:
+        return self.training.seed == self.config_seed
+
+
+def seed_runs(run: DPORun) -> list[DPORun]:
+    """One run per training seed (`--seeds`); each draws its own subsets."""
+    return [
+        replace(run, training=with_training_seed(run.training, s))
+        for s in training_seeds(run.budget, run.training)
+    ]
 
 
 @dataclass
@@ -182,15 +206,22 @@ class PoolCache:
         return self._pools[key]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> DPORun:
+def parse_args(argv: Sequence[str] | None = None, *, check_hardware: bool = True) -> DPORun:
+    """Parse `--config FILE` and CLI overrides; `check_hardware=False` plans without training."""
     from trl import DPOConfig, ModelConfig
 
     budget, training, model = parse_dataclasses(
-        (BudgetArguments, DPOConfig, ModelConfig), argv, prog="trainers/dpo.py"
+        (BudgetArguments, DPOConfig, ModelConfig),
+        argv,
+        prog="trainers/dpo.py",
+        description=__doc__.split("\n\n")[0],
+        check_hardware=check_hardware,
     )
+    check_seeds(budget.seeds)
+    check_report_to(training)
     check_trains_something(training)
     check_batch_options(training)
-    return DPORun(budget, training, model)
+    return DPORun(budget, training, model, check_hardware=check_hardware)
 
 
 def describe_run_model(run: DPORun) -> BaseModel:
@@ -202,7 +233,9 @@ def experiment_root(run: DPORun) -> Path:
 
 
 def budget_dir(run: DPORun, base: BaseModel, split: BudgetSplit) -> Path:
-    return experiment_root(run) / base.slug / run.budget.task / split.name
+    """`B<B>_r<r>` for the config's seed, `B<B>_r<r>_seed<S>` for another."""
+    name = seed_folder(split.name, run.training.seed, run.config_seed)
+    return experiment_root(run) / base.slug / run.budget.task / name
 
 
 def sft_stage_run(run: DPORun, base: BaseModel) -> sft.SFTRun:
@@ -216,7 +249,9 @@ def sft_stage_run(run: DPORun, base: BaseModel) -> sft.SFTRun:
     argv += ["--model_revision", run.model.model_revision]
     if run.budget.chat_template_path:
         argv += ["--chat_template_path", run.budget.chat_template_path]
-    stage = sft.parse_args(argv)
+    stage = sft.parse_args(argv, check_hardware=run.check_hardware)
+    if not run.is_config_seed:  # seed S of the grid starts from seed S of the SFT stage
+        stage = replace(stage, training=with_training_seed(stage.training, run.training.seed))
     stage.scale.model_family, stage.scale.model_size_b = base.family, base.size_b
     apply_overrides((stage.scale, stage.training, stage.model), run.budget.sft_overrides)
     return stage
@@ -235,15 +270,20 @@ def run_dpo(run: DPORun) -> list[Path]:
     check_writable(experiment_root(run), f"output_root {run.budget.output_root}")
     base = describe_run_model(run)
     splits = [BudgetSplit.of(b, r) for b in run.budget.budgets for r in run.budget.sft_fractions]
+    runs = seed_runs(run)
+    pending = [unit for seeded in runs for unit in pending_units(seeded, base, splits)]
     check_one_unit_per_process(
-        pending_units(run, base, splits), run.training, hint="`--budgets 1000 --sft_fractions 0.5`"
+        pending, run.training, hint="`--budgets 1000 --sft_fractions 0.5 --seeds 42`"
     )
     cache = PoolCache()
-    for split in splits:  # fail on a budget too large for the data before training anything
-        if not is_completed(budget_dir(run, base, split)):
-            check_split(run, base, split, cache)
+    for seeded in runs:  # fail on a budget too large for the data before training anything
+        for split in splits:
+            if not is_completed(budget_dir(seeded, base, split)):
+                check_split(seeded, base, split, cache)
     return [
-        run_budget(run, split.budget, split.fraction, base=base, cache=cache) for split in splits
+        run_budget(seeded, split.budget, split.fraction, base=base, cache=cache)
+        for seeded in runs
+        for split in splits
     ]
 
 
@@ -281,12 +321,14 @@ def pending_units(run: DPORun, base: BaseModel, splits: Sequence[BudgetSplit]) -
     for split in splits:
         if is_completed(budget_dir(run, base, split)):
             continue
-        sft_dir = budget_dir(run, base, split).parent / f"n{split.n_sft}"
-        sft_pending = split.n_sft > 0 and not is_completed(sft_dir)
+        sft_dir = (
+            sft.scale_dir(sft_stage_run(run, base), base, split.n_sft) if split.n_sft else None
+        )
+        sft_pending = sft_dir is not None and not is_completed(sft_dir)
         if sft_pending and only != "dpo" and sft_dir.name not in units:
             units.append(sft_dir.name)
         if split.n_dpo > 0 and only != "sft":
-            units.append(split.name)
+            units.append(budget_dir(run, base, split).name)
     return units
 
 
@@ -424,10 +466,7 @@ def budget_manifest(
 
 def run_training_args(run: DPORun, split: BudgetSplit, run_dir: Path):
     args = copy.deepcopy(run.training)
-    args.output_dir = str(run_dir)
-    args.run_name = (
-        f"{run.budget.experiment}/{run_dir.parent.parent.name}/{run.budget.task}/{split.name}"
-    )
+    name_unit_run(args, run.budget.experiment, run_dir, run.budget.task)
     return args
 
 

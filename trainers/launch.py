@@ -18,48 +18,64 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sah_tasks.common.cli import SahParser
 from trainers import dpo, sft
 from trainers.manifest import is_completed
 from trainers.processes import run_forwarding
 
 
 def sft_units(argv: Sequence[str]) -> list[list[str]]:
-    """Script arguments of each scale still to do."""
-    run = sft.parse_args(argv)
+    """Script arguments of each (seed, scale) still to do."""
+    run = sft.parse_args(argv, check_hardware=False)
     base = sft.describe_run_model(run)
-    completed = [n for n in run.scale.scales if is_completed(sft.scale_dir(run, base, n))]
-    if completed:  # a completed scale counts only with this recipe (else an error, or overwrite)
-        pool = sft.load_pool(run)
-        completed = [
-            n for n in completed if sft.is_current(run, sft.plan_scale(run, pool, base, n))
-        ]
-    pending = [n for n in run.scale.scales if n not in completed]
-    groups = [[n] for n in pending if n > 0] or [[0]] * bool(pending)
-    if 0 in pending and groups[0] != [0]:
-        groups[0].insert(0, 0)  # N=0 trains nothing: it rides along with the first unit
-    return [[*argv, "--scales", *map(str, group)] for group in groups]
+    pool = None
+
+    def done(seeded: sft.SFTRun, n: int) -> bool:
+        # a completed scale counts only with this recipe (else an error, or overwrite)
+        nonlocal pool
+        if not is_completed(sft.scale_dir(seeded, base, n)):
+            return False
+        pool = pool or sft.load_pool(run)
+        return sft.is_current(seeded, sft.plan_scale(seeded, pool, base, n))
+
+    seeds = ["--seeds", "{}"] if run.scale.seeds else []
+    groups = [
+        (seeded.training.seed, [n])
+        for seeded in sft.seed_runs(run)
+        for n in run.scale.scales
+        if n > 0 and not done(seeded, n)
+    ]
+    if 0 in run.scale.scales and not done(run, 0):  # N=0 trains nothing: it rides along
+        groups = groups or [(run.training.seed, [])]
+        groups[0][1].insert(0, 0)
+    return [
+        [*argv, *(a.format(seed) for a in seeds), "--scales", *map(str, scales)]
+        for seed, scales in groups
+    ]
 
 
 def dpo_units(argv: Sequence[str]) -> list[list[str]]:
-    """Script arguments of each SFT stage, then each budget run, still to do."""
-    run = dpo.parse_args(argv)
+    """Script arguments of each SFT stage, then each budget run, still to do (per seed)."""
+    run = dpo.parse_args(argv, check_hardware=False)
     base = dpo.describe_run_model(run)
     units, stages = [], set()
-    for budget in run.budget.budgets:
-        for fraction in run.budget.sft_fractions:
-            split = dpo.BudgetSplit.of(budget, fraction)
-            run_dir = dpo.budget_dir(run, base, split)
-            point = [*argv, "--budgets", str(budget), "--sft_fractions", str(fraction)]
-            if is_completed(run_dir):
-                # still launched: the recipe check of a budget run needs its SFT stage and
-                # pairs, which the unit's own process builds; with the same recipe it skips
+    for seeded in dpo.seed_runs(run):
+        seed = ["--seeds", str(seeded.training.seed)] if run.budget.seeds else []
+        for budget in run.budget.budgets:
+            for fraction in run.budget.sft_fractions:
+                split = dpo.BudgetSplit.of(budget, fraction)
+                point = [*argv, *seed, "--budgets", str(budget), "--sft_fractions", str(fraction)]
+                if is_completed(dpo.budget_dir(seeded, base, split)):
+                    # still launched: the recipe check of a budget run needs its SFT stage and
+                    # pairs, which the unit's own process builds; with the same recipe it skips
+                    units.append([*point, "--only_stage", "dpo"])
+                    continue
+                if split.n_sft > 0:
+                    stage_dir = sft.scale_dir(dpo.sft_stage_run(seeded, base), base, split.n_sft)
+                    if not is_completed(stage_dir) and stage_dir not in stages:
+                        stages.add(stage_dir)
+                        units.append([*point, "--only_stage", "sft"])
                 units.append([*point, "--only_stage", "dpo"])
-                continue
-            stage_dir = run_dir.parent / f"n{split.n_sft}"
-            if split.n_sft > 0 and not is_completed(stage_dir) and stage_dir not in stages:
-                stages.add(stage_dir)
-                units.append([*point, "--only_stage", "sft"])
-            units.append([*point, "--only_stage", "dpo"])
     # SFT stages first: a budget run may reuse the stage of another
     return sorted(units, key=lambda unit: unit[-1] != "sft")
 
@@ -75,8 +91,10 @@ def commands(args: argparse.Namespace) -> list[list[str]]:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainers.launch", description=__doc__.split("\n\n")[0]
+    parser = SahParser(
+        prog="python -m trainers.launch",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("--accelerate_config", help="accelerate config (configs/accelerate/*.yaml)")
     parser.add_argument(

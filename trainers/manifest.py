@@ -53,6 +53,7 @@ class Manifest:
     config: dict[str, Any]
     budget: int | None = None
     sft_fraction: float | None = None
+    training: dict[str, Any] | None = None  # steps, losses, runtime (trainers.common)
     versions: dict[str, str | None] = field(default_factory=lambda: library_versions())
     git_sha: str | None = field(default_factory=lambda: git_sha())
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

@@ -4,7 +4,8 @@
     python trainers/sft.py --config configs/demo/sft_tiny.yaml            # CPU, one process
 
 For each N in `scales` this writes `runs/<experiment>/<model_slug>/<task>/n<N>/` (see
-ARCHITECTURE.md): the checkpoint (merged, if LoRA; the adapter in `adapter/`), `sah_manifest.json`
+docs/architecture.md), and with `--seeds 42 1 2` also `n<N>_seed1/`, `n<N>_seed2/` (the config's
+`seed` keeps the plain name; `n0` is one folder whatever the seeds): the checkpoint (merged, if LoRA; the adapter in `adapter/`), `sah_manifest.json`
 and, last, `COMPLETED`. N=0 is a manifest pointing at the base model. Completed scales are skipped
 on a rerun; an incomplete one is resumed from its last Trainer checkpoint if its recipe is
 unchanged, else trained again from scratch.
@@ -27,7 +28,7 @@ import copy
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sah_tasks.common.oserrors import is_write_error, write_error_message
@@ -38,16 +39,22 @@ from trainers.common import (
     barrier,
     check_batch_options,
     check_one_unit_per_process,
+    check_report_to,
+    check_seeds,
     check_trains_something,
     check_writable,
     completed_unchanged,
     describe_run_base,
     load_model,
+    name_unit_run,
     peft_config,
     run_seed,
+    seed_folder,
     sft_records,
     snapshot,
     train_unit,
+    training_seeds,
+    with_training_seed,
     write_pointer_manifest,
 )
 from trainers.config import ConfigError, parse_dataclasses, parse_mapping, to_jsonable
@@ -116,19 +123,39 @@ class SFTRun:
     scale: ScaleArguments
     training: Any  # trl.SFTConfig
     model: Any  # trl.ModelConfig
+    config_seed: int | None = None  # the config's `seed`: its checkpoints keep the plain n<N>
+
+    def __post_init__(self) -> None:
+        if self.config_seed is None:
+            self.config_seed = self.training.seed
 
     @property
     def seed(self) -> int:
         return run_seed(self.scale, self.training)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> SFTRun:
-    """Parse `--config FILE` and CLI overrides (default: `sys.argv[1:]`)."""
+def seed_runs(run: SFTRun) -> list[SFTRun]:
+    """One run per training seed (`--seeds`); each draws its own nested subsets."""
+    return [
+        replace(run, training=with_training_seed(run.training, s))
+        for s in training_seeds(run.scale, run.training)
+    ]
+
+
+def parse_args(argv: Sequence[str] | None = None, *, check_hardware: bool = True) -> SFTRun:
+    """Parse `--config FILE` and CLI overrides (default: `sys.argv[1:]`); `check_hardware=False`
+    plans without training (a bf16 config on a CPU login node)."""
     from trl import ModelConfig, SFTConfig
 
     scale, training, model = parse_dataclasses(
-        (ScaleArguments, SFTConfig, ModelConfig), argv, prog="trainers/sft.py"
+        (ScaleArguments, SFTConfig, ModelConfig),
+        argv,
+        prog="trainers/sft.py",
+        description=__doc__.split("\n\n")[0],
+        check_hardware=check_hardware,
     )
+    check_seeds(scale.seeds)
+    check_report_to(training)
     run = SFTRun(scale, training, model)
     check_overrides(run.scale.scale_overrides, type(run.training))
     for n in run.scale.scales:  # the effective options of each scale (with its overrides)
@@ -148,7 +175,9 @@ def check_overrides(overrides: dict[int, dict], config_type: type) -> None:
 
 
 def scale_dir(run: SFTRun, base: BaseModel, n: int) -> Path:
-    return experiment_root(run) / base.slug / run.scale.task / f"n{n}"
+    """`n<N>` (the config's seed, and always n0, which trains nothing) or `n<N>_seed<S>`."""
+    name = "n0" if n == 0 else seed_folder(f"n{n}", run.training.seed, run.config_seed)
+    return experiment_root(run) / base.slug / run.scale.task / name
 
 
 def describe_run_model(run: SFTRun) -> BaseModel:
@@ -164,22 +193,31 @@ def run_sft(run: SFTRun) -> list[Path]:
     check_writable(experiment_root(run), f"output_root {run.scale.output_root}")
     base = describe_run_model(run)
     pool = load_pool(run)
-    for n in run.scale.scales:  # fail before training anything
-        select_subset(pool.examples, n, run.seed, pool_name=_pool_name(pool))
+    runs = seed_runs(run)
+    trained = [n for n in run.scale.scales if n > 0]
+    for seeded in runs:  # fail before training anything
+        for n in trained:
+            select_subset(pool.examples, n, seeded.seed, pool_name=_pool_name(pool))
     pending = [
-        f"n{n}" for n in run.scale.scales if n > 0 and not is_completed(scale_dir(run, base, n))
+        scale_dir(seeded, base, n).name
+        for seeded in runs
+        for n in trained
+        if not is_completed(scale_dir(seeded, base, n))
     ]
     check_one_unit_per_process(
-        pending, run.training, hint="`--scales 100`, then `--scales 500`, ..."
+        pending, run.training, hint="`--scales 100 --seeds 42`, then `--scales 500`, ..."
     )
     log.info(
-        "%s/%s: %d scales, %d to train",
+        "%s/%s: %d scales x %d seeds, %d to train",
         base.slug,
         run.scale.task,
         len(run.scale.scales),
+        len(runs),
         len(pending),
     )
-    return [train_scale(run, pool, base, n) for n in run.scale.scales]
+    # n0 is the base model: one folder, recorded with the config's seed, whatever the seeds
+    dirs = [train_scale(run, pool, base, 0)] if 0 in run.scale.scales else []
+    return dirs + [train_scale(seeded, pool, base, n) for seeded in runs for n in trained]
 
 
 @dataclass
@@ -273,8 +311,7 @@ def unit_config(run: SFTRun, args: Any, n: int, pool_size: int) -> dict[str, Any
 def scale_training_args(run: SFTRun, n: int, run_dir: Path):
     """The training arguments of scale `n`: the shared ones, plus that scale's overrides."""
     args = copy.deepcopy(run.training)
-    args.output_dir = str(run_dir)
-    args.run_name = f"{run.scale.experiment}/{run_dir.parent.parent.name}/{run.scale.task}/n{n}"
+    name_unit_run(args, run.scale.experiment, run_dir, run.scale.task)
     for key, value in run.scale.scale_overrides.get(n, {}).items():
         setattr(args, key, value)
     return args
