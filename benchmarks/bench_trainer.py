@@ -18,7 +18,6 @@ so transformers builds a block-diagonal attention mask from the position ids).
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import statistics
@@ -28,6 +27,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from sah_tasks.common.cli import SahParser
 
 MODES = ("padded", "padding_free", "packing")
 
@@ -175,7 +176,7 @@ def check_same_loss(model_dir: Path, dataset, batch_size: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = SahParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=512)

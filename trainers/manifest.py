@@ -1,4 +1,4 @@
-"""`sah_manifest.json` and the `COMPLETED` marker of a run directory (see ARCHITECTURE.md).
+"""`sah_manifest.json` and the `COMPLETED` marker of a run directory (see docs/architecture.md).
 
 The manifest says what a checkpoint is (N, seed, base model, task, data and subset hashes, full
 config, library versions, git sha); `COMPLETED` is written after everything else, so a folder
@@ -316,9 +316,10 @@ def git_sha() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    parser = argparse.ArgumentParser(
+    from sah_tasks.common.cli import SahParser
+
+    parser = SahParser(
         prog="python -m trainers.manifest",
         description="Manifest maintenance. `relocate RUN_DIR`: after moving or copying a run "
         "directory whose manifests store absolute paths (written before paths were relative), "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sah_tasks.common.cli import SahParser
 from sah_tasks.facts100.validate import EXPECTED_EVENTS, validate_file
 
 
@@ -22,7 +23,7 @@ def _count(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sah_tasks.facts100")
+    parser = SahParser(prog="python -m sah_tasks.facts100")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate", help="check a Facts100-style JSONL event file")
     check.add_argument("file", help="JSONL file, one event per line")

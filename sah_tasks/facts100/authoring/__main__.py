@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from sah_tasks.common.cli import SahParser
 from sah_tasks.facts100.authoring.compile import SOURCES_DIR, build_lines, write_atomic
 from sah_tasks.facts100.dataset import SHIPPED_FILE
 from sah_tasks.facts100.validate import EXPECTED_EVENTS, validate_events
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sah_tasks.facts100.authoring")
+    parser = SahParser(prog="python -m sah_tasks.facts100.authoring")
     parser.add_argument("--sources", default=str(SOURCES_DIR), help="folder of *.yml sources")
     parser.add_argument("--out", default=str(SHIPPED_FILE), help="JSONL file to write")
     parser.add_argument("--check", action="store_true", help="only check --out is up to date")
