@@ -198,7 +198,7 @@ def test_isolation_report_cannot_be_forged_by_the_program():
     assert "forged" not in result.isolation.notes
     assert dataclasses.replace(result.isolation, uid=real.uid) == real
     summary = real.summary()
-    assert "no network" in summary and summary.count("[") == 8
+    assert "no network" in summary and summary.count("[") == 12
     if os.geteuid() != 0:
         assert real.nproc_limit  # without root, RLIMIT_NPROC always applies
 
@@ -218,21 +218,22 @@ def test_command_line(tmp_path, capsys):
         main([str(tmp_path / "missing.py")])
 
 
-def test_result_channel_parsing():
-    from sah_tasks.execution.runner import _ResultChannel
+def test_report_channel_parsing():
+    from sah_tasks.execution.runner import _ReportChannel, _TrustedChannel
 
-    channel = _ResultChannel("ab" * 16)
-    message = (
-        b"ISOLATION {'user': True}\nnoise\nFAIL tests x\n\nPASS " + b"ab" * 16 + b"\n\nNSGONE\n"
-    )
+    channel = _ReportChannel(b"ab" * 16)
+    message = b"noise\nFAIL tests x\n\nPASS " + b"ab" * 16 + b"\n"
     for i in range(0, len(message), 5):  # the sentinel arrives split across reads
         channel.add(message[i : i + 5])
     assert channel.passed
-    assert channel.lines("NSGONE") == [""] and channel.lines("FAIL") == ["tests x"]
-    assert channel.isolation().user
-    wrong = _ResultChannel("cd" * 16)
+    assert channel.lines("FAIL") == ["tests x"]
+    wrong = _ReportChannel(b"cd" * 16)
     wrong.add(message)
     assert not wrong.passed
+    trusted = _TrustedChannel()
+    trusted.add(b"ISOLATION {'user': True}\n\nEXIT zz\nEXIT -40\nNSGONE\n")
+    assert trusted.isolation().user and trusted.exit_code() == -40
+    assert trusted.lines("NSGONE") == [""]
 
 
 # --- pass@k -------------------------------------------------------------------------------------
@@ -292,3 +293,79 @@ def test_an_interpreter_living_under_tmp_still_works(tmp_path):
     attack = f"open({str(site / 'sah_probe_module.py')!r}, 'w').write('VALUE = 0')"
     run_program(Program(attack, "pass"), LIMITS, options)
     assert (site / "sah_probe_module.py").read_text() == "VALUE = 41\n"
+
+
+def test_forged_channel_lines_never_break_the_batch():
+    """Lines a program writes on every inherited descriptor (`EXIT zz`, `EXIT -40` past 64 KiB,
+    `ERROR`, `NSGONE`) used to raise in the runner or change a wrong program's verdict."""
+    forge = (
+        "import os\nfor msg in (b'\\nEXIT zz\\n', b'x' * 70000 + b'\\nEXIT -40\\n', b'\\nERROR no\\n', b'\\nNSGONE\\n'):\n"
+        "    for fd in range(64):\n        try:\n            os.write(fd, msg)\n        except OSError:\n            pass\n"
+        "def f():\n    return 0\n"
+    )
+    good = Program("def f():\n    return 1\n", "assert f() == 1")
+    results = run_programs([Program(forge, "assert f() == 1"), good], LIMITS)
+    assert [(r.status, r.detail[:22]) for r in results] == [
+        ("failed", "tests AssertionError: "),
+        ("passed", ""),
+    ]
+
+
+def test_help_keeps_the_epilog_layout(capsys):
+    from sah_tasks.execution.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "\n  python -m sah_tasks.execution --report\n" in out
+    assert "\nexit status: 0 if the program passed" in out
+
+
+def test_both_flag_spellings_are_accepted(tmp_path, capsys):
+    from sah_tasks.execution.__main__ import main
+
+    (tmp_path / "p.py").write_text("x = 1\n")
+    assert main([str(tmp_path / "p.py"), "--memory_mb", "512", "--in-process"]) == 0
+    assert "passed: ok" in capsys.readouterr().err
+
+
+def test_exit_and_end_of_output_in_the_same_round(monkeypatch):
+    """The harness's exit and the end of its pipes seen by one `select`, the exit first (as on a
+    loaded machine): draining the channels on exit reaches their EOF, and the same round's later
+    events for them must be skipped (this raised KeyError)."""
+    import selectors
+    import time
+
+    from sah_tasks.execution import runner
+    from sah_tasks.execution.runner import _Sandboxed
+
+    class ExitFirst(selectors.DefaultSelector):
+        def select(self, timeout=None):
+            events = super().select(timeout)
+            return sorted(events, key=lambda event: event[0].fd != pidfd)
+
+    monkeypatch.setattr(runner.selectors, "DefaultSelector", ExitFirst)
+    box = _Sandboxed(Program("pass"), LIMITS, SandboxOptions())
+    box._stop = lambda pid, pidfd: None
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)  # exited, not reaped: pidfd readable
+    pidfd = os.pidfd_open(child)
+    sinks, ends = {}, []
+    for sink in (box.stdout.add, box.stderr.add, box.trusted.add, box.report.add):
+        read, write = os.pipe()
+        os.write(write, b"\nFAIL tests x\n")
+        os.close(write)
+        sinks[read] = sink
+        ends.append(read)
+    payload_r, payload_w = os.pipe()
+    try:
+        box._drive(child, pidfd, b"", payload_w, sinks, time.monotonic() + 30)
+    finally:
+        os.waitpid(child, 0)
+        for fd in (pidfd, payload_r, *ends):
+            os.close(fd)
+    assert box.exited and sinks == {}
+    assert box.report.lines("FAIL") == ["tests x"]

@@ -1,5 +1,8 @@
 """Hostile programs: each must get the right verdict and leave the machine unharmed.
 
+(The table of 40+ hostile programs run in every isolation mode is tests/test_executor_hostile.py;
+this file checks single attacks in more detail: infinite loops and fork bombs are there.)
+
 Limits are small (timeouts of 1.5-2 s, 256-512 MiB, 8 processes) so the suite is fast and a
 failure of the sandbox cannot hurt the machine much. Where a protection depends on what the OS
 allows (root, namespaces), the test checks it whenever the isolation report claims it, so every
@@ -17,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -33,16 +35,6 @@ from sah_tasks.execution import (
 HOSTILE = ExecutionLimits(timeout_s=2, memory_mb=512, max_processes=8)
 BENIGN = ExecutionLimits(timeout_s=30, memory_mb=512, max_processes=8)
 REPORT = isolation_report()
-DEGRADED = [
-    SandboxOptions(),
-    SandboxOptions(namespaces=False),
-    SandboxOptions(drop_privileges=False),
-    SandboxOptions(namespaces=False, drop_privileges=False),
-]
-
-
-def degraded_id(options: SandboxOptions) -> str:
-    return f"ns={int(options.namespaces)},drop={int(options.drop_privileges)}"
 
 
 def tag_processes(token: str) -> str:
@@ -81,28 +73,6 @@ def naive_harness_passes(code: str, tests: str, cwd: Path) -> bool:
 
 
 # --- resource exhaustion ------------------------------------------------------------------------
-
-
-def test_infinite_loop_times_out_and_is_killed():
-    token = f"sahloop{secrets.token_hex(3)}"
-    start = time.monotonic()
-    result = run_program(Program(tag_processes(token) + "while True:\n    pass\n", ""), HOSTILE)
-    assert result.status == "timeout"
-    assert time.monotonic() - start < HOSTILE.timeout_s + 10
-    assert_nothing_left(token)
-
-
-def test_fork_bomb_is_contained():
-    assert REPORT.nproc_limit or os.geteuid() == 0  # root without a throwaway uid: watchdog only
-    token = f"sahbomb{secrets.token_hex(3)}"
-    bomb = (
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    )
-    start = time.monotonic()
-    result = run_program(Program(tag_processes(token) + bomb, ""), HOSTILE)
-    assert not result.passed and result.status in ("timeout", "failed")
-    assert time.monotonic() - start < HOSTILE.timeout_s + 15
-    assert_nothing_left(token)
 
 
 @pytest.mark.parametrize(
@@ -333,35 +303,6 @@ def test_closing_the_result_channel_cannot_pass():
     assert not result.passed and result.status == "crashed"
 
 
-# --- the same containment with less isolation (what a machine without root/namespaces gets) ----
-
-
-@pytest.mark.parametrize("options", DEGRADED, ids=degraded_id)
-def test_containment_without_full_isolation(options):
-    """Without a throwaway uid, root is not subject to RLIMIT_NPROC and only the runner's process
-    watchdog bounds forking, so this uses a bounded bomb (40 sleeping children, 5x the limit):
-    a real one would make hundreds of processes on a shared machine before the watchdog fires."""
-    limits = ExecutionLimits(timeout_s=1.5, memory_mb=256, max_processes=8)
-    token = f"sahdeg{secrets.token_hex(3)}"
-    bounded_bomb = (
-        "import os, time\nfor _ in range(40):\n    if os.fork() == 0:\n        time.sleep(60)\n"
-        "        os._exit(0)\ntime.sleep(60)\n"
-    )
-    loop = "while True:\n    pass\n"
-    for code in (bounded_bomb, loop):
-        result = run_program(Program(tag_processes(token) + code, ""), limits, options)
-        assert not result.passed and result.status in ("timeout", "failed"), result.detail
-        assert_nothing_left(token)
-    for code, tests in (TRICKS["sys.exit(0)"], TRICKS["os._exit(0)"], TRICKS["atexit os._exit"]):
-        assert not run_program(Program(code, tests), BENIGN, options).passed
-    good = run_program(Program("def f():\n    return 1\n", "assert f() == 1"), BENIGN, options)
-    assert good.passed, good.detail
-    if not options.namespaces:
-        assert not (good.isolation.network or good.isolation.pid_namespace)
-    if not options.drop_privileges:
-        assert not good.isolation.user
-
-
 # --- the executor started by an unprivileged user ---------------------------------------------
 
 NOBODY = 65534
@@ -424,3 +365,25 @@ def test_unprivileged_caller():
     assert not iso["user"] and iso["nproc_limit"] and iso["no_new_privs"]
     if iso["pid_namespace"]:  # user namespaces are allowed here
         assert iso["network"] and iso["ipc"]
+
+
+def test_rewriting_the_harness_file_changes_no_later_verdict(tmp_path, monkeypatch):
+    """Where the program may write the harness file (same uid, no mount namespace), the running
+    evaluation still uses the harness text read at import: fresh zygotes get it via `-c`."""
+    from sah_tasks.execution import runner
+
+    copy = tmp_path / "_harness.py"
+    copy.write_text(Path(runner.HARNESS).read_text())
+    monkeypatch.setattr(runner, "HARNESS", str(copy))
+    always_pass = (  # a harness that passes everything (speaking the file-based protocol)
+        "import marshal, os, sys\ncfg = marshal.loads(os.read(int(sys.argv[1]), 1 << 24))\n"
+        "os.write(int(sys.argv[2]), b'\\nPASS ' + cfg['sentinel'].encode() + b'\\n')\n"
+    )
+    attack = f"open({str(copy)!r}, 'w').write({always_pass!r})\n"
+    weak = SandboxOptions(namespaces=False, drop_privileges=False)
+    assert run_program(Program(attack, ""), BENIGN, weak).passed
+    assert copy.read_text() == always_pass  # the file was rewritten ...
+    if hasattr(runner, "_ZYGOTES"):
+        runner._ZYGOTES.forget()  # ... and new zygotes start after it
+    wrong = run_program(Program("def f():\n    return 0\n", "assert f() == 1"), BENIGN, weak)
+    assert wrong.status == "failed", wrong.detail

@@ -39,6 +39,7 @@ from sah_tasks.execution import (
     pass_at_k,
     run_programs,
 )
+from sah_tasks.execution.compare import trusted_helpers
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +156,17 @@ class Benchmark(NamedTuple):
     program: Callable[[dict[str, Any], str], str]
     base_tests: Callable[[dict[str, Any]], str]
     plus_tests: Callable[[dict[str, Any]], str]
+    # Benchmark code the tests rely on (HumanEval's prompt helpers such as `poly`): run after the
+    # program where the tests run in-process, so the model cannot redefine it.
+    trusted: Callable[[dict[str, Any]], str] = lambda doc: ""
 
 
 def _humaneval_check(test_code: str, doc: dict[str, Any]) -> str:
     return f"{test_code}\n\ncheck({doc['entry_point']})\n"
+
+
+def _humaneval_helpers(doc: dict[str, Any]) -> str:
+    return trusted_helpers(doc["prompt"], doc["entry_point"])
 
 
 def _mbpp_base_tests(doc: dict[str, Any]) -> str:
@@ -172,12 +180,14 @@ HUMANEVAL_BASE_STYLE = Benchmark(
     program=lambda doc, out: doc["prompt"] + out,
     base_tests=lambda doc: _humaneval_check(doc["base_test"], doc),
     plus_tests=lambda doc: _humaneval_check(doc["test"], doc),
+    trusted=_humaneval_helpers,
 )
 HUMANEVAL_INSTRUCT_STYLE = Benchmark(
     "humaneval_plus_instruct",
     program=lambda doc, out: doc["prompt"] + "\n" + extract_code(out),
     base_tests=HUMANEVAL_BASE_STYLE.base_tests,
     plus_tests=HUMANEVAL_BASE_STYLE.plus_tests,
+    trusted=_humaneval_helpers,
 )
 MBPP_BASE_STYLE = Benchmark(
     "mbpp_plus",
@@ -224,6 +234,10 @@ def _verdict(program: str, base: ExecutionResult, plus: ExecutionResult | None) 
         "base": base.status,
         "plus": plus.status if plus is not None else "skipped",
         "detail": failed.detail[:300] if failed is not None and not failed.passed else "",
+        # how each suite was scored: "compare" (outputs compared outside the program's process)
+        # or "in-process" (the tests ran beside the program: see docs/code-execution.md)
+        "base_mode": base.mode,
+        "plus_mode": plus.mode if plus is not None else "skipped",
         "program": program,
     }
 
@@ -241,14 +255,24 @@ def execute(
         benchmark.name, len(flat), workers, isolation_report().summary(),
     )  # fmt: skip
     base = run_programs(
-        [Program(code, benchmark.base_tests(doc)) for _, doc, code in flat],
+        [
+            Program(code, benchmark.base_tests(doc), trusted_code=benchmark.trusted(doc))
+            for _, doc, code in flat
+        ],
         base_limits,
         workers=workers,
         progress=f"{benchmark.name}: base tests",
     )
     todo = [i for i, result in enumerate(base) if result.passed]
     plus_results = run_programs(
-        [Program(flat[i][2], benchmark.plus_tests(flat[i][1])) for i in todo],
+        [
+            Program(
+                flat[i][2],
+                benchmark.plus_tests(flat[i][1]),
+                trusted_code=benchmark.trusted(flat[i][1]),
+            )
+            for i in todo
+        ],
         plus_limits,
         workers=workers,
         progress=f"{benchmark.name}: plus tests",

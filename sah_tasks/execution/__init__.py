@@ -2,9 +2,12 @@
 
     from sah_tasks.execution import Program, run_programs, ExecutionLimits
     results = run_programs([Program(code=solution, tests=tests)], ExecutionLimits(timeout_s=10))
-    results[0].passed, results[0].status, results[0].detail
+    results[0].passed, results[0].status, results[0].detail, results[0].mode
 
-See docs/code-execution.md for the threat model, what is isolated and why verdicts are exact.
+HumanEval-style tests are split where possible and the outputs compared outside the program's
+process (`mode == "compare"`, compare.py); otherwise the tests run beside the program
+(`"in-process"`). See docs/code-execution.md for the threat model, what each isolation mode
+contains and why verdicts are exact.
 """
 
 from sah_tasks.execution.config import (

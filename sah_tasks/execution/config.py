@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 STATUSES = ("passed", "failed", "timeout", "crashed", "error")
+MODES = ("compare", "in-process")  # how a program's tests were scored (see compare.py)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,13 @@ class Program:
     code: str
     tests: str = ""
     name: str = ""  # shown in error messages only
+    # Code of the benchmark (not the model) that the tests rely on, e.g. helpers of the HumanEval
+    # prompt such as `poly`: run after the program in the tests' namespace, so the program cannot
+    # redefine what the tests call. Only used where the tests run in-process.
+    trusted_code: str = ""
+    # Split `assert candidate(...) == ...` tests and compare outputs outside the program's process
+    # where the tests allow it (compare.py); False: always run the tests in-process.
+    compare: bool = True
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,8 @@ class ExecutionLimits:
 
     timeout_s: float = 10.0  # wall clock, from start to the verdict; the process group is killed
     cpu_s: float | None = None  # RLIMIT_CPU; None = the wall-clock timeout rounded up
-    memory_mb: int = 2048  # RLIMIT_AS (address space, i.e. virtual memory)
-    max_processes: int = 16  # RLIMIT_NPROC for the sandbox user (processes + threads)
+    memory_mb: int = 2048  # RLIMIT_AS per process, and resident memory summed over all of them
+    max_processes: int = 16  # threads of all its processes (RLIMIT_NPROC and the keeper's count)
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_file_size_mb: int = 16  # RLIMIT_FSIZE: the largest file the program may write
     max_tmp_mb: int = 64  # with a mount namespace: size of the private tmpfs work dir
@@ -89,14 +97,20 @@ class IsolationReport:
     ipc: bool = False  # own System V IPC namespace
     nproc_limit: bool = False  # RLIMIT_NPROC is enforced (the kernel ignores it for root)
     no_new_privs: bool = False  # setuid binaries cannot gain privileges
+    read_only_host: bool = False  # every host mount read-only (mount namespace)
+    no_unix_sockets: bool = False  # seccomp: socket(AF_UNIX) refused (fs and abstract alike)
+    memory_total: bool = False  # memory summed over the program's processes (keeper watchdog)
+    process_tree: bool = False  # every descendant counted and killed, setsid() or not
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_literal(cls, text: str) -> IsolationReport:
         """Parse the harness's `ISOLATION {...}` line (a Python dict literal)."""
         raw = ast.literal_eval(text)
+        if not isinstance(raw, dict):
+            raise ValueError("the isolation report is not a dict")
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-        known["notes"] = tuple(known.get("notes", ()))
+        known["notes"] = tuple(str(n) for n in known.get("notes", ()))
         return cls(**known)
 
     def to_dict(self) -> dict:
@@ -113,6 +127,10 @@ class IsolationReport:
             ("own IPC namespace", self.ipc, ""),
             ("process limit enforced (RLIMIT_NPROC)", self.nproc_limit, ""),
             ("no_new_privs (setuid binaries inert)", self.no_new_privs, ""),
+            ("host file system read-only", self.read_only_host, ""),
+            ("no Unix sockets (seccomp)", self.no_unix_sockets, ""),
+            ("memory limit per program (summed RSS)", self.memory_total, ""),
+            ("every descendant counted and killed", self.process_tree, ""),
         ]
         lines = [
             f"  [{'x' if ok else ' '}] {name}{f' ({extra})' if extra else ''}"
@@ -126,8 +144,9 @@ class IsolationReport:
 class ExecutionResult:
     """The verdict for one program.
 
-    status: "passed" (the sentinel arrived: every test ran), "failed" (the program or a test
-    raised), "timeout" (wall clock), "crashed" (the process ended without a verdict: exit code,
+    status: "passed" (every check held: the outputs matched, or the sentinel arrived after every
+    in-process test ran), "failed" (the program or a test raised, an output did not match, or a
+    limit of the keeper was crossed), "timeout" (wall clock), "crashed" (the process ended without a verdict: exit code,
     signal, memory, os._exit, ...), "error" (the sandbox itself could not run it).
     """
 
@@ -139,9 +158,12 @@ class ExecutionResult:
     stdout: str = ""  # tail, at most ExecutionLimits.max_output_bytes
     stderr: str = ""
     isolation: IsolationReport | None = None
+    mode: str = "in-process"  # "compare": outputs compared here; "in-process": the tests ran there
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}; expected one of {STATUSES}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
         if self.passed != (self.status == "passed"):
             raise ValueError(f"passed={self.passed} contradicts status={self.status!r}")

@@ -1,9 +1,10 @@
 """Finding and killing a sandbox's leftover processes through /proc.
 
-Only needed where the harness got no pid namespace (there, the kernel kills the whole tree when
-the program's init process dies). Processes are matched by the throwaway uid when the program ran
-under one (nothing else on the machine uses it), otherwise by session id (the runner starts every
-program in a new session; a program that calls setsid() itself escapes this fallback).
+The runner's last resort where the harness got no pid namespace (there, the kernel kills the
+whole tree when the namespace's init dies): normally the harness's keeper, a subreaper, has
+already killed every descendant. Processes are matched by the throwaway uid when the program ran
+under one (nothing else on the machine uses it), otherwise by session id (every harness starts in
+a new session; only a program that calls setsid() and outlives a killed keeper escapes this).
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
 """Run untrusted programs in sandboxed subprocesses, many at once.
 
-Each program gets its own `python _harness.py` process: a new session, a fresh work dir, a
-scrubbed environment, resource limits, and (where the OS allows) new network/mount/pid/ipc
-namespaces and a throwaway uid. A worker thread per running program drives it with `select`
-(stdout, stderr, the result pipe, a pidfd for its exit), enforces the wall-clock timeout, kills
-whatever is left, reaps it and removes the work dir. Verdicts depend only on each program, never
+Each program gets its own harness process, forked by a zygote (one pre-started `_harness.py
+--zygote` per busy worker): a new session, a fresh work dir, a scrubbed environment, resource
+limits, and (where the OS allows) new network/mount/pid/ipc namespaces, a read-only host and a
+throwaway uid. A worker thread per running program drives it with `select` (stdout, stderr, the
+trusted channel, the program's report channel, a pidfd for its exit), enforces the wall-clock
+timeout, kills whatever is left, has it reaped and removes the work dir. Tests that can be split
+(compare.py) are scored here, from the outputs the program sent back. Verdicts depend only on each program, never
 on scheduling, so results are identical for any number of workers (up to timeouts: keep the
 limits well above what a correct program needs, and workers <= cores).
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
 import json
 import marshal
@@ -19,16 +23,25 @@ import secrets
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from sah_tasks.execution import procs
+from sah_tasks.execution.compare import (
+    BadOutput,
+    decode_outputs,
+    entry_point_of,
+    judge,
+    split_tests,
+)
 from sah_tasks.execution.config import (
     ExecutionLimits,
     ExecutionResult,
@@ -38,8 +51,12 @@ from sah_tasks.execution.config import (
 )
 
 HARNESS = str(Path(__file__).with_name("_harness.py"))
-RESULT_CAP = 64 * 1024  # bytes of the result channel kept for parsing (a program may flood it)
-WATCHDOG_PERIOD_S = 0.05  # process-count polling, only where RLIMIT_NPROC cannot work
+# Read once, at import, before any program ran: zygotes get the source itself (`python -c`), so a
+# program that could write the file (same uid, no mount namespace) cannot change the harness of
+# this evaluation.
+HARNESS_SOURCE = Path(HARNESS).read_text(encoding="utf-8")
+RESULT_CAP = 64 * 1024  # bytes kept of the trusted channel (it carries a few short lines)
+REPORT_CAP = 16 * 1024 * 1024  # the program's report: comparison outputs can be large
 STOP_GRACE_S = 2.0  # how long the supervisor gets to tear its pid namespace down
 
 # Thread limits for numeric libraries: one thread each, so RLIMIT_NPROC and RLIMIT_AS hold.
@@ -133,36 +150,149 @@ class _Tail:
         return self.data.decode("utf-8", "replace")
 
 
-class _ResultChannel:
-    """The harness's messages. Keeps the head (ISOLATION/FAIL lines) and watches for the
-    sentinel line across chunk boundaries."""
+class _TrustedChannel:
+    """What the supervisor and the keeper report (ISOLATION, ERROR, LIMIT, EXIT, NSGONE). Only
+    trusted code writes here, but it is parsed as defensively as the report channel anyway."""
 
-    def __init__(self, sentinel: str) -> None:
-        self.pass_line = f"\nPASS {sentinel}\n".encode()
-        self.head, self.tail, self.passed = bytearray(), b"", False
+    def __init__(self) -> None:
+        self.head = bytearray()
 
     def add(self, chunk: bytes) -> None:
-        window = self.tail + chunk
-        self.passed = self.passed or self.pass_line in window
-        self.tail = window[-len(self.pass_line) :]
         if len(self.head) < RESULT_CAP:
             self.head += chunk[: RESULT_CAP - len(self.head)]
 
     def lines(self, tag: str) -> list[str]:
-        """The rest of each line `<tag> <rest>` (or "" for a bare `<tag>` line)."""
-        text = self.head.decode("utf-8", "replace")
-        return [
-            line[len(tag) + 1 :]
-            for line in text.split("\n")
-            if line == tag or line.startswith(tag + " ")
-        ]
+        return _tagged_lines(self.head, tag)
 
     def isolation(self) -> IsolationReport | None:
         found = self.lines("ISOLATION")
         try:
             return IsolationReport.from_literal(found[0]) if found else None
-        except (ValueError, TypeError):
+        except Exception:  # noqa: BLE001 - never let a message break the verdict
             return None
+
+    def exit_code(self) -> int | None:
+        for text in reversed(self.lines("EXIT")):
+            try:
+                return int(text)
+            except ValueError:
+                continue
+        return None
+
+
+class _ReportChannel:
+    """What the program process says about itself: FAIL lines, the in-process PASS line (which
+    needs the sentinel), the OUT line of comparison mode. Untrusted: any bytes at all."""
+
+    def __init__(self, sentinel: bytes) -> None:
+        self.pass_line = b"\nPASS " + sentinel + b"\n"
+        self.data, self.tail, self.passed, self.overflow = bytearray(), b"", False, False
+
+    def add(self, chunk: bytes) -> None:
+        window = self.tail + chunk
+        self.passed = self.passed or self.pass_line in window
+        self.tail = window[-len(self.pass_line) :]
+        room = REPORT_CAP - len(self.data)
+        self.overflow = self.overflow or len(chunk) > room
+        self.data += chunk[: max(room, 0)]
+
+    def lines(self, tag: str) -> list[str]:
+        return _tagged_lines(self.data, tag)
+
+
+def _tagged_lines(data: bytes | bytearray, tag: str) -> list[str]:
+    """The rest of each line `<tag> <rest>` (or "" for a bare `<tag>` line)."""
+    text = bytes(data).decode("utf-8", "replace")
+    return [
+        line[len(tag) + 1 :]
+        for line in text.split("\n")
+        if line == tag or line.startswith(tag + " ")
+    ]
+
+
+class _Zygote:
+    """A pre-started harness that forks program processes on request (saves the interpreter's
+    start-up, ~20 ms, per program). Talks over a SOCK_SEQPACKET socket; see `_harness.zygote`."""
+
+    REPLY_TIMEOUT_S = 60.0
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-S", "-P", "-B", "-c", HARNESS_SOURCE, "--zygote", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                cwd="/",
+                env=scrubbed_env("/"),
+                start_new_session=True,  # a Ctrl-C in the terminal is for the evaluator only
+            )
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.sock.settimeout(self.REPLY_TIMEOUT_S)
+
+    def _ask(self, message: bytes, fds: Sequence[int] = ()) -> bytes:
+        socket.send_fds(self.sock, [message], list(fds))
+        reply = self.sock.recv(64)
+        if not reply:
+            raise OSError("the sandbox's zygote process ended")
+        return reply
+
+    def spawn(self, fds: Sequence[int], env: dict[str, str], cwd: str) -> int:
+        reply = self._ask(b"R" + marshal.dumps({"env": env, "cwd": cwd}, 4), fds)
+        if not reply.startswith(b"P") or not reply[1:].isdigit():
+            raise OSError(f"unexpected reply from the sandbox's zygote: {reply[:20]!r}")
+        return int(reply[1:])
+
+    def reap(self, pid: int) -> int | None:
+        reply = self._ask(b"W%d" % pid)
+        try:
+            return int(reply[1:])
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        self.sock.close()  # EOF: the zygote exits
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _ZygotePool:
+    """Idle zygotes per interpreter, shared by every run in this process (one per busy worker)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: dict[str, list[_Zygote]] = {}
+
+    def take(self, python: str) -> _Zygote:
+        with self.lock:
+            idle = self.idle.get(python)
+            if idle:
+                return idle.pop()
+        return _Zygote(python)
+
+    def give(self, zygote: _Zygote) -> None:
+        with self.lock:
+            self.idle.setdefault(zygote.python, []).append(zygote)
+
+    def forget(self) -> None:
+        """In a forked child: the zygotes belong to the parent (sockets are closed, not shared)."""
+        for zygotes in self.idle.values():
+            for zygote in zygotes:
+                zygote.sock.close()
+        self.lock = threading.Lock()
+        self.idle = {}
+
+
+_ZYGOTES = _ZygotePool()
+os.register_at_fork(after_in_child=_ZYGOTES.forget)
 
 
 class _Sandboxed:
@@ -170,24 +300,42 @@ class _Sandboxed:
 
     def __init__(self, program: Program, limits: ExecutionLimits, options: SandboxOptions):
         self.program, self.limits, self.options = program, limits, options
-        self.sentinel = secrets.token_hex(16)
-        self.channel = _ResultChannel(self.sentinel)
+        self.sentinel = secrets.token_hex(16).encode()
+        self.split = split_tests(program.tests) if program.compare else None
+        self.trusted = _TrustedChannel()
+        self.report = _ReportChannel(self.sentinel)
         self.stdout = _Tail(limits.max_output_bytes)
         self.stderr = _Tail(limits.max_output_bytes)
         self.uid = _UIDS.acquire() if options.drop_privileges and os.geteuid() == 0 else None
-        self.exited = self.timed_out = self.too_many_processes = self.stopped = False
-        self.iso: IsolationReport | None = None
+        self.exited = self.timed_out = self.stopped = self.settled = False
 
-    def run(self) -> ExecutionResult:
+    def run(self, defer: Callable[[Callable[[], None]], object] | None = None) -> ExecutionResult:
+        """The verdict. The teardown (waiting for the namespace to go, reaping, removing the work
+        dir) runs now, or is handed to `defer` so the next program can start meanwhile."""
         try:
             workdir = self._make_workdir()
+        except BaseException:
+            self._release_uid()
+            raise
+        result, teardown = self._run_in(workdir)
+
+        def finish() -> None:
             try:
-                return self._run_in(workdir)
+                teardown()
             finally:
                 _rmtree(workdir)
-        finally:
-            if self.uid is not None:
-                _UIDS.release(self.uid)
+                self._release_uid()
+
+        if defer is None:
+            finish()
+        else:
+            defer(finish)
+        return result
+
+    def _release_uid(self) -> None:
+        if self.uid is not None:
+            _UIDS.release(self.uid)
+            self.uid = None
 
     def _make_workdir(self) -> str:
         workdir = tempfile.mkdtemp(prefix="sah-exec-", dir=self.options.workdir_base)
@@ -196,66 +344,99 @@ class _Sandboxed:
         return workdir
 
     def _payload(self, workdir: str) -> bytes:
+        split = self.split
         cfg = {
-            "sentinel": self.sentinel,
             "code": self.program.code,
-            "tests": self.program.tests,
+            # comparison mode: neither the tests nor their expected values enter the sandbox
+            "tests": "" if split else self.program.tests,
+            "trusted_code": "" if split else self.program.trusted_code,
+            "entry_point": "" if split else entry_point_of(self.program.tests),
+            "test_imports": [] if split else modules_imported_by(self.program.tests),
+            "compare": {"entry_point": split.entry_point, "calls": list(split.calls)} if split else None,
             "limits": self.limits.rlimits(),
             "uid": self.uid,
             "workdir": workdir,
             "sys_path": list(child_sys_path(self.options.python)),
             "namespaces": self.options.namespaces,
             "private_tmp": self.options.private_tmp,
-        }
+        }  # fmt: skip
         return marshal.dumps(cfg, 4)  # version 4: readable by every Python >= 3.4
 
-    def _run_in(self, workdir: str) -> ExecutionResult:
+    def _sentinel_pipe(self) -> int:
+        """A pipe holding the sentinel: the harness splices it to the report pipe at the verdict,
+        so it never exists as a Python object in the program's process."""
+        read, write = os.pipe()
+        os.write(write, self.sentinel)
+        os.close(write)
+        return read
+
+    def _run_in(self, workdir: str) -> tuple[ExecutionResult, Callable[[], None]]:
         payload = self._payload(workdir)
         payload_r, payload_w = os.pipe()
         result_r, result_w = os.pipe()
+        report_r, report_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        child_fds = (stdout_w, stderr_w, payload_r, result_w, report_w, self._sentinel_pipe())
+        ours = (result_r, report_r, stdout_r, stderr_r)
         start = time.monotonic()
+        zygote = _ZYGOTES.take(self.options.python)
         try:
-            proc = subprocess.Popen(
-                [self.options.python, "-S", "-P", "-B", HARNESS, str(payload_r), str(result_w)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(payload_r, result_w),
-                cwd=workdir,
-                env=scrubbed_env(workdir),
-                start_new_session=True,
-            )
+            pid = zygote.spawn(child_fds, scrubbed_env(workdir), workdir)
+            pidfd = os.pidfd_open(pid)
         except OSError as e:
-            for fd in (payload_r, payload_w, result_r, result_w):
+            zygote.close()  # its children, if any, die with it
+            for fd in (*ours, payload_w):
                 os.close(fd)
-            return ExecutionResult(False, "error", f"could not start the sandbox: {e}")
-        os.close(payload_r)
-        os.close(result_w)
+            error = ExecutionResult(False, "error", f"could not start the sandbox: {e}")
+            return error, lambda: None
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        sinks = {stdout_r: self.stdout.add, stderr_r: self.stderr.add,
+                 result_r: self.trusted.add, report_r: self.report.add}  # fmt: skip
         try:
-            pidfd = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError) as e:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise RuntimeError(f"the sandbox needs Linux >= 5.3 (pidfd_open): {e}") from None
+            self._drive(pid, pidfd, payload, payload_w, sinks, start + self.limits.timeout_s)
+        except BaseException:
+            self._teardown(zygote, pid, pidfd, sinks, ours)
+            raise
+        duration = time.monotonic() - start
+        if self.settled:  # the keeper has reported: judge now, tear down in the background
+            return self._verdict(None, duration), lambda: self._teardown(
+                zygote, pid, pidfd, sinks, ours
+            )
+        returncode = self._teardown(zygote, pid, pidfd, sinks, ours)  # its exit status may matter
+        return self._verdict(returncode, duration), lambda: None
+
+    def _teardown(self, zygote, pid: int, pidfd: int, sinks, fds) -> int | None:
+        """Wait for the harness (its keeper has killed everything: the namespace is going),
+        make sure nothing is left, have it reaped, close our ends. Returns its exit status."""
+        returncode = None
         try:
-            self._drive(proc, pidfd, payload, payload_w, result_r, start + self.limits.timeout_s)
-            self._stop(proc, pidfd)
+            if not self.stopped:
+                _wait_pidfd(pidfd, STOP_GRACE_S)
+                for fd in [fd for fd in sinks if fd in fds[:1]]:  # the trusted channel: NSGONE
+                    os.set_blocking(fd, True)
+                    while fd in sinks and _wait_readable(fd, 0.05) and _drain_one(fd, sinks):
+                        pass
+            self._stop(pid, pidfd)
+            # reaped only now: until here its pid (= process group) cannot be reused
+            returncode = zygote.reap(pid)
+            _ZYGOTES.give(zygote)
+        except OSError:
+            zygote.close()  # it cannot be trusted to reap any more; its children die with it
         finally:
             os.close(pidfd)
-            os.close(result_r)
-            proc.stdout.close()
-            proc.stderr.close()
-            proc.wait()  # reaped only now: until here its pid (= process group) cannot be reused
-        return self._verdict(proc.returncode, time.monotonic() - start)
+            for fd in fds:
+                os.close(fd)
+        return returncode
 
-    def _drive(self, proc, pidfd, payload, payload_w, result_r, deadline) -> None:
-        """Feed the payload, collect output, until the harness exits and its pipes close."""
+    def _drive(self, pid, pidfd, payload, payload_w, sinks, deadline) -> None:
+        """Feed the payload, collect output, until the harness exits and its pipes close. No
+        process scanning here: the keeper inside does that on a fixed period."""
         sel = selectors.DefaultSelector()
-        sinks: dict[int, Callable[[bytes], None]] = {
-            proc.stdout.fileno(): self.stdout.add,
-            proc.stderr.fileno(): self.stderr.add,
-            result_r: self.channel.add,
-        }
+        channels = list(sinks)[2:]
+        program_side = [fd for fd in sinks if fd != channels[0]]  # stdout, stderr, report
         for fd in sinks:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
@@ -269,86 +450,108 @@ class _Sandboxed:
                 if now >= deadline:
                     self.timed_out = not self.exited
                     return
-                wait = deadline - now
-                if self._watchdog_needed():
-                    wait = min(wait, WATCHDOG_PERIOD_S)
-                for key, _ in sel.select(wait):
+                for key, _ in sel.select(deadline - now):
                     if key.fd == pidfd:
                         self.exited = True
                         sel.unregister(pidfd)
-                        while result_r in sinks and _pump(sel, result_r, sinks):
-                            pass  # everything the harness wrote, including NSGONE
-                        self._stop(proc, pidfd)  # leftovers could hold our pipes open
+                        for fd in channels:
+                            while fd in sinks and _pump(sel, fd, sinks):
+                                pass  # everything written so far, including NSGONE
+                        self._stop(pid, pidfd)  # leftovers could hold our pipes open
                     elif key.fd == payload_w:
                         pending = _feed(sel, payload_w, pending)
-                    else:
+                    elif key.fd in sinks:  # (not if drained to EOF above, in this same round)
                         _pump(sel, key.fd, sinks)
-                if self.iso is None:
-                    self.iso = self.channel.isolation()
-                if not self.exited and self._watchdog_needed():
-                    if self._over_process_limit(proc.pid):
-                        self.too_many_processes = True
-                        return
+                if self._settled(program_side, sinks):
+                    return
         finally:
             if pending is not None:
                 os.close(payload_w)
             sel.close()
 
-    def _watchdog_needed(self) -> bool:
-        """Before the isolation report arrives, and where RLIMIT_NPROC is not enforced (root
-        without a throwaway uid), the process count is polled."""
-        return self.iso is None or not self.iso.nproc_limit
+    def _settled(self, program_side: list[int], sinks) -> bool:
+        """The keeper reported the exit (after killing the program's other processes) and every
+        pipe the program held is at EOF: the verdict is known, the rest is teardown."""
+        if self.settled or any(fd in sinks for fd in program_side):
+            return self.settled
+        self.settled = bool(self.trusted.lines("EXIT"))
+        return self.settled
 
-    def _over_process_limit(self, session: int) -> bool:
-        if self.iso is None or self.iso.nproc_limit:
-            return False
-        count = sum(1 for _ in procs.processes(session=session))
-        return count > self.limits.max_processes
-
-    def _stop(self, proc: subprocess.Popen, pidfd: int) -> None:
+    def _stop(self, pid: int, pidfd: int) -> None:
         """Kill everything the program started (once)."""
         if self.stopped:
             return
         self.stopped = True
         if not _wait_pidfd(pidfd, 0):
-            # The supervisor (pid-namespace mode) kills the namespace's init on SIGTERM, which
-            # makes the kernel kill the whole tree; without a supervisor SIGTERM hits the harness.
-            _signal(proc.pid, signal.SIGTERM)
+            # SIGTERM: the supervisor kills the namespace's init (the kernel then kills the whole
+            # namespace); without a pid namespace the keeper kills every descendant and exits.
+            _signal(pid, signal.SIGTERM)
             _wait_pidfd(pidfd, STOP_GRACE_S)
-        _signal(-proc.pid, signal.SIGKILL)  # pid not reaped yet: still our process group
+        _signal(-pid, signal.SIGKILL)  # pid not reaped yet: still our process group
         _wait_pidfd(pidfd, STOP_GRACE_S)
-        if self.channel.lines("NSGONE"):
+        if self.trusted.lines("NSGONE"):
             return  # the supervisor saw its pid namespace end: nothing can be left
         if self.uid is not None:
             procs.kill_all(uid=self.uid)
-        procs.kill_all(session=proc.pid)
+        procs.kill_all(session=pid)
 
     def _verdict(self, returncode: int | None, duration: float) -> ExecutionResult:
-        exit_lines = self.channel.lines("EXIT")
-        exit_code = int(exit_lines[-1]) if exit_lines else returncode
+        """Never raises: whatever the program wrote, the worst outcome is its own failure."""
+        exit_code = self.trusted.exit_code()
+        if exit_code is None:
+            exit_code = returncode
+        mode = "compare" if self.split else "in-process"
         common = dict(
             duration_s=round(duration, 4),
             exit_code=exit_code,
             stdout=self.stdout.text(),
             stderr=self.stderr.text(),
-            isolation=self.channel.isolation(),
+            isolation=self.trusted.isolation(),
+            mode=mode,
         )
-        if self.channel.passed:
-            return ExecutionResult(True, "passed", "", **common)
-        errors = self.channel.lines("ERROR")
-        fails = self.channel.lines("FAIL")
+        status, detail = self._judge(exit_code)
+        return ExecutionResult(status == "passed", status, detail, **common)
+
+    def _judge(self, exit_code: int | None) -> tuple[str, str]:
+        errors = self.trusted.lines("ERROR")
         if errors:
-            return ExecutionResult(False, "error", errors[0], **common)
-        if self.too_many_processes:
-            detail = f"more than {self.limits.max_processes} processes"
-            return ExecutionResult(False, "failed", detail, **common)
+            return "error", errors[0]
+        limits = self.trusted.lines("LIMIT")
+        if "processes" in limits:
+            return "failed", f"more than {self.limits.max_processes} processes"
+        if "memory" in limits:
+            return "failed", f"more than {self.limits.memory_mb} MiB of memory in total"
         if self.timed_out:
-            detail = f"no verdict within {self.limits.timeout_s:g}s"
-            return ExecutionResult(False, "timeout", detail, **common)
+            return "timeout", f"no verdict within {self.limits.timeout_s:g}s"
+        if self.split is not None:
+            return self._judge_outputs(exit_code)
+        if self.report.passed:
+            return "passed", ""
+        return self._judge_failure(exit_code)
+
+    def _judge_failure(self, exit_code: int | None) -> tuple[str, str]:
+        fails = self.report.lines("FAIL")
         if fails:
-            status = "error" if fails[0].startswith("tests-compile ") else "failed"
-            return ExecutionResult(False, status, fails[0], **common)
-        return ExecutionResult(False, "crashed", _describe_exit(exit_code), **common)
+            setup = fails[0].startswith(("tests-compile ", "tests-setup "))
+            return ("error" if setup else "failed"), fails[0]
+        return "crashed", _describe_exit(exit_code)
+
+    def _judge_outputs(self, exit_code: int | None) -> tuple[str, str]:
+        if self.report.overflow:
+            return "failed", f"report larger than {REPORT_CAP} bytes"
+        found = self.report.lines("OUT")
+        if not found:
+            return self._judge_failure(exit_code)
+        if len(found) > 1:
+            return "failed", "more than one outputs message"
+        if exit_code != 0:
+            return "crashed", _describe_exit(exit_code)
+        try:
+            outputs = decode_outputs(found[0])
+        except BadOutput as e:
+            return "failed", f"tests: {e}"
+        why = judge(self.split, outputs)
+        return ("failed", why) if why else ("passed", "")
 
 
 def _feed(sel: selectors.BaseSelector, fd: int, pending: memoryview | None):
@@ -383,6 +586,28 @@ def _pump(sel: selectors.BaseSelector, fd: int, sinks: dict[int, Callable[[bytes
     return False
 
 
+def _wait_readable(fd: int, timeout: float) -> bool:
+    sel = selectors.DefaultSelector()
+    try:
+        sel.register(fd, selectors.EVENT_READ)
+        return bool(sel.select(timeout))
+    finally:
+        sel.close()
+
+
+def _drain_one(fd: int, sinks: dict[int, Callable[[bytes], None]]) -> bool:
+    """One read into its sink; at EOF (or error) stop tracking it. True if data was read."""
+    try:
+        chunk = os.read(fd, 1 << 16)
+    except OSError:
+        chunk = b""
+    if chunk:
+        sinks[fd](chunk)
+        return True
+    del sinks[fd]
+    return False
+
+
 def _wait_pidfd(pidfd: int, timeout: float) -> bool:
     """True once the process has exited (without reaping it)."""
     sel = selectors.DefaultSelector()
@@ -405,10 +630,29 @@ def _describe_exit(code: int | None) -> str:
     if code is None:
         return "ended without a verdict"
     if code < 0:
-        sig = signal.Signals(-code)
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:
+            return f"ended by signal {-code} before the tests finished"
         hint = _SIGNAL_HINTS.get(sig)
         return f"ended by {sig.name}{f' ({hint})' if hint else ''} before the tests finished"
     return f"exited with code {code} before the tests finished"
+
+
+def modules_imported_by(tests: str) -> list[str]:
+    """Modules the tests import: imported before the program runs, so their attributes can be
+    restored after it (a program patching `math.fabs` cannot fake the tests' arithmetic)."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return []
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return sorted(names)
 
 
 def _rmtree(path: str) -> None:
@@ -438,6 +682,10 @@ def run_program(
     return _Sandboxed(program, limits or ExecutionLimits(), options or SandboxOptions()).run()
 
 
+def _run_deferring(program, limits, options, defer) -> ExecutionResult:
+    return _Sandboxed(program, limits, options).run(defer)
+
+
 def run_programs(
     programs: Sequence[Program],
     limits: ExecutionLimits | None = None,
@@ -456,18 +704,31 @@ def run_programs(
         raise ValueError(f"workers must be >= 1, got {workers}")
     child_sys_path(options.python)  # probe once, before the threads start
     results: list[ExecutionResult | None] = [None] * len(programs)
-    from tqdm.auto import tqdm  # only here: the executor itself needs nothing outside stdlib
-
     label = progress if isinstance(progress, str) else "sandbox"
+    # Teardowns (namespace exit, reaping, work dir removal) overlap the next programs; all are
+    # done before this returns.
     with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sah-exec-end") as cleanup,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sah-exec") as pool,
-        tqdm(total=len(programs), desc=label, disable=not progress, unit="prog") as bar,
+        _progress_bar(len(programs), label, bool(progress)) as bar,
     ):
-        futures = {pool.submit(run_program, p, limits, options): i for i, p in enumerate(programs)}
+        futures = {
+            pool.submit(_run_deferring, p, limits, options, cleanup.submit): i
+            for i, p in enumerate(programs)
+        }
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             bar.update(1)
     return results  # type: ignore[return-value]
+
+
+def _progress_bar(total: int, label: str, show: bool):
+    """tqdm's bar, imported only when shown: the executor itself needs nothing outside stdlib."""
+    if not show:
+        return contextlib.nullcontext(types.SimpleNamespace(update=lambda n: None))
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="prog")
 
 
 @functools.lru_cache(maxsize=8)
