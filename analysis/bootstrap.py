@@ -6,6 +6,10 @@ indices with replacement ONCE and applies them to every checkpoint of the curve 
 N), recomputes every score, and refits. Resampling the 5-6 (N, score) points instead would give
 falsely narrow intervals (and many resamples with <= 3 distinct N).
 
+Training seeds are the second level (analysis/seeds.py): each resample adds a draw of pooled
+seed-to-seed deviations to the item-resampled seed mean, so with several seeds the intervals
+cover training noise too; with one seed per N they cover item noise only and say so.
+
 Everything is vectorised: a resample is a row of item multiplicities W (resamples x items), the
 scores of all resamples are two matrix products (W @ num.T) / (W @ den.T), and the fits in
 analysis/fit.py take all rows at once.
@@ -15,17 +19,28 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import partial
 
 import numpy as np
 
+from analysis import seeds as sd
 from analysis.curves import Curve
-from analysis.fit import FitError, PowerLaw, Saturating, fit_power_law, fit_saturating
+from analysis.fit import (
+    BinomialPowerLaw,
+    FitError,
+    PowerLaw,
+    Saturating,
+    fit_binomial_power_law,
+    fit_power_law,
+    fit_saturating,
+)
 
 PAIRED = "item bootstrap, paired across N"
 UNPAIRED = "item bootstrap, unpaired (item sets differ across N)"
 PARAMETRIC = "normal approximation from lm-eval stderr (no per-item samples)"
 NO_INTERVAL = "no interval (no per-item samples and no numeric lm-eval stderr)"
+SEEDS = "training seeds (pooled seed deviations)"
 _NO_A = 1e-12  # a saturating amplitude A below this is zero: alpha is then undetermined
 
 
@@ -36,8 +51,9 @@ def curve_rng(seed: int, curve: Curve) -> np.random.Generator:
 
 def item_weights(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
     """Multiplicity of each item in each resample, shape (n_boot, n_items)."""
-    idx = rng.integers(0, n_items, size=(n_boot, n_items))
-    idx += (np.arange(n_boot) * n_items)[:, None]
+    kind = np.int32 if n_boot * n_items < 2**31 else np.int64  # int32: half the memory traffic
+    idx = rng.integers(0, n_items, size=(n_boot, n_items), dtype=kind)
+    idx += (np.arange(n_boot, dtype=kind) * n_items)[:, None]
     return (
         np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
     )
@@ -79,6 +95,27 @@ def _resample_each(curve: Curve, n_boot: int, rng: np.random.Generator) -> tuple
     return scores, " + ".join(sorted(methods))
 
 
+@dataclass
+class Resamples:
+    """Every resample of one curve: item noise alone, and item plus seed noise."""
+
+    scores: np.ndarray  # (n_boot, points): what the fits and intervals use
+    items_only: np.ndarray  # (n_boot, points): the item level alone (item SDs)
+    method: str
+    noise: sd.SeedNoise
+
+
+def hierarchical_scores(curve: Curve, n_boot: int, rng: np.random.Generator) -> Resamples:
+    """Items (paired across N) and then training seeds; the seed level only when some point
+    has two or more seeds (see analysis/seeds.py)."""
+    items_only, method = resample_scores(curve, n_boot, rng)
+    noise = sd.estimate(curve)
+    if not noise.included:
+        return Resamples(items_only, items_only, method, noise)
+    scores = np.clip(items_only + sd.seed_draws(noise, curve, n_boot, rng), 0.0, 1.0)
+    return Resamples(scores, items_only, f"{method} + {SEEDS}", noise)
+
+
 def interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     """Percentile interval; NaN resamples (failed fits) are left out, inf kept (no interpolation)."""
     finite_or_inf = samples[~np.isnan(samples)]
@@ -109,8 +146,12 @@ class CurveFit:
     level: float
     method: str
     boot: np.ndarray  # (n_boot, points) resampled scores
+    items_boot: np.ndarray | None = None  # (n_boot, points) item level alone
+    noise: sd.SeedNoise | None = None
     power: PowerLaw | None = None
     power_boot: PowerLaw | None = None
+    binomial: BinomialPowerLaw | None = None
+    binomial_boot: BinomialPowerLaw | None = None
     saturating: Saturating | None = None
     saturating_boot: Saturating | None = None
     notes: tuple[str, ...] = ()  # why something is missing or left out (fits.csv `note`)
@@ -176,17 +217,55 @@ def _boot_rows(cf: CurveFit, mask: np.ndarray) -> np.ndarray | None:
     return None if np.isnan(rows).all(0).any() else rows
 
 
+def _rows_of(batch, start: int, stop: int | None):
+    """Rows start:stop of a batch of fits (PowerLaw, Saturating, BinomialPowerLaw)."""
+    return type(batch)(**{f.name: getattr(batch, f.name)[start:stop] for f in fields(batch)})
+
+
+def _point_and_boot(fit, d: np.ndarray, value: np.ndarray, rows: np.ndarray | None,
+                    unavailable):  # fmt: skip
+    """The point fit and the fit of every resample, in one batched call (row 0 is the point:
+    rows are fitted independently, so this is the same as two calls, with half the overhead).
+    `rows` None (a point without an interval): the resamples get `unavailable`."""
+    if rows is None:
+        return fit(d, value), unavailable
+    both = fit(d, np.vstack([value[None, :], rows]))
+    return _rows_of(both, 0, 1), _rows_of(both, 1, None)
+
+
 def _fit_power(cf: CurveFit) -> list[str]:
     mask, n_boot = cf.power_mask, cf.boot.shape[0]
     d, rows = cf.curve.x[mask], _boot_rows(cf, mask)
     try:
-        cf.power = fit_power_law(d, cf.curve.value[mask])
+        cf.power, cf.power_boot = _point_and_boot(fit_power_law, d, cf.curve.value[mask], rows,
+                                                  PowerLaw.unavailable(n_boot))  # fmt: skip
     except FitError as e:
         return [str(e)]
-    cf.power_boot = fit_power_law(d, rows) if rows is not None else PowerLaw.unavailable(n_boot)
     if np.isnan(cf.power.slope[0]):
         cf.power = cf.power_boot = None
         return ["power law: fewer than 2 distinct scales with a score > 0"]
+    return []
+
+
+def trials(curve: Curve) -> np.ndarray:
+    """Scored items per point (times the seeds averaged there): the binomial fit's weights."""
+    return np.nan_to_num(curve.n_items.astype(float), nan=1.0) * curve.n_seeds
+
+
+def _fit_binomial(cf: CurveFit) -> list[str]:
+    """The binomial-likelihood power law over every N > 0 with a score (zeros included)."""
+    mask, n_boot = cf.fit_mask, cf.boot.shape[0]
+    d, rows, n = cf.curve.x[mask], _boot_rows(cf, mask), trials(cf.curve)[mask]
+    nan = np.full(n_boot, np.nan)
+    try:
+        cf.binomial, cf.binomial_boot = _point_and_boot(
+            partial(fit_binomial_power_law, trials=n), d, cf.curve.value[mask], rows,
+            BinomialPowerLaw(nan, nan.copy()))  # fmt: skip
+    except FitError as e:
+        return [str(e)]
+    if np.isnan(cf.binomial.slope[0]):
+        cf.binomial = cf.binomial_boot = None
+        return ["binomial power law: not available (all scores 0 or all 1)"]
     return []
 
 
@@ -194,12 +273,11 @@ def _fit_saturating(cf: CurveFit) -> list[str]:
     mask, n_boot = cf.fit_mask, cf.boot.shape[0]
     d, rows = cf.curve.x[mask], _boot_rows(cf, mask)
     try:
-        cf.saturating = fit_saturating(d, cf.curve.value[mask])
+        cf.saturating, cf.saturating_boot = _point_and_boot(
+            fit_saturating, d, cf.curve.value[mask], rows, Saturating.unavailable(n_boot)
+        )
     except FitError as e:
         return [str(e)]
-    cf.saturating_boot = (
-        fit_saturating(d, rows) if rows is not None else Saturating.unavailable(n_boot)
-    )
     if cf.saturating.amplitude[0] <= _NO_A:
         return ["saturating fit: A = 0 (the error does not fall with N), so alpha is undetermined"]
     return []
@@ -220,11 +298,14 @@ def fit_curve(curve: Curve, n_boot: int, level: float, seed: int) -> CurveFit:
 
     The same points are left out of the point fit and of every resample: N = 0 (the baseline),
     scores that are not numbers (a warning) and, for the log-log fit only, scores <= 0."""
-    boot, method = resample_scores(curve, n_boot, curve_rng(seed, curve))
-    cf = CurveFit(curve=curve, level=level, method=method, boot=boot)
+    res = hierarchical_scores(curve, n_boot, curve_rng(seed, curve))
+    cf = CurveFit(curve=curve, level=level, method=res.method, boot=res.scores,
+                  items_boot=res.items_only, noise=res.noise)  # fmt: skip
     cf.warnings = tuple(nan_warnings(curve))
     degenerate = _degenerate(cf)
-    notes = [degenerate] if degenerate else [*_fit_power(cf), *_fit_saturating(cf)]
+    notes = (
+        [degenerate] if degenerate else [*_fit_power(cf), *_fit_binomial(cf), *_fit_saturating(cf)]
+    )
     cf.notes = tuple(notes + _interval_notes(cf))
     return cf
 
@@ -252,9 +333,10 @@ def _llo_reason(cf: CurveFit, form: str, mask: np.ndarray, train: np.ndarray) ->
 def _llo_form(cf: CurveFit, row: dict, form: str, train: np.ndarray, k: int) -> None:
     fit = fit_power_law if form == "power" else fit_saturating
     d, held, observed = cf.curve.x[train], cf.curve.x[k], cf.curve.value[k]
-    point = fit(d, cf.curve.value[train]).predict(held)[0, 0]
     rows = _boot_rows(cf, train)
-    boot = fit(d, rows).predict(held)[:, 0] if rows is not None else np.full(len(cf.boot), np.nan)
+    fitted, fitted_boot = _point_and_boot(fit, d, cf.curve.value[train], rows, None)
+    point = fitted.predict(held)[0, 0]
+    boot = fitted_boot.predict(held)[:, 0] if rows is not None else np.full(len(cf.boot), np.nan)
     row[f"llo_{form}_pred"] = point
     with_interval(row, f"llo_{form}_err", point - observed, boot - cf.boot[:, k], cf.level)
     if rows is None:
@@ -290,6 +372,56 @@ def _power_columns(cf: CurveFit, row: dict) -> None:
     row["r2"] = p.r2[0]
 
 
+def _binomial_columns(cf: CurveFit, row: dict) -> None:
+    b, bb, level = cf.binomial, cf.binomial_boot, cf.level
+    row["binom_n_points"] = int(cf.fit_mask.sum())
+    with_interval(row, "binom_inv_b", b.slope[0], bb.slope, level)
+    with_interval(row, "binom_prefactor", math.exp(b.intercept[0]), np.exp(bb.intercept), level)
+
+
+def lack_of_fit(cf: CurveFit) -> tuple[float, int, float]:
+    """(statistic, degrees of freedom, p-value) of the log-log power law's lack of fit.
+
+    T = Σ_N r_N² / var_N, with r the log-log residuals and var_N the resampled variance of
+    log P_N (item noise, plus seed noise when there are several seeds). Its null distribution
+    is the bootstrap's own: T* = Σ_N (r*_N - r_N)² / var_N over the resamples, i.e. how much
+    the residuals move by noise alone. p = share of T* >= T. A small p: the points scatter
+    around the line more than the noise in the intervals allows (a curved truth, or noise the
+    intervals leave out, such as seed noise with one seed per N)."""
+    mask = cf.power_mask
+    k = int(mask.sum())
+    if cf.power is None or cf.power_boot is None or k < 3:
+        return math.nan, max(k - 2, 0), math.nan
+    x = cf.curve.x[mask]
+    resid = np.log(cf.curve.value[mask]) - np.log(cf.power.predict(x)[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(cf.boot[:, mask])
+        boot_resid = logs - np.log(cf.power_boot.predict(x))
+    good = np.isfinite(boot_resid).all(1)
+    if good.sum() < 10:
+        return math.nan, k - 2, math.nan
+    var = logs[good].var(axis=0, ddof=1)
+    if not (var > 0).all():
+        return math.nan, k - 2, math.nan
+    stat = float((resid**2 / var).sum())
+    null = (((boot_resid[good] - resid) ** 2) / var).sum(1)
+    return stat, k - 2, float((null >= stat).mean())
+
+
+def _noise_columns(cf: CurveFit, row: dict) -> None:
+    """Seeds per point, seed-to-seed and item SDs, and whether seeds are in the intervals."""
+    c, trained = cf.curve, cf.fit_mask
+    noise = cf.noise if cf.noise is not None else sd.estimate(c)
+    per_point = c.n_seeds[trained] if trained.any() else np.array([0])
+    row["n_seeds"], row["n_seeds_max"] = int(per_point.min()), int(per_point.max())
+    row["seed_df"] = noise.df
+    row["seed_sd"] = sd.seed_sd_scores(noise, c, trained)
+    row["seed_sd_logit"] = noise.sd_logit
+    items = cf.items_boot if cf.items_boot is not None else cf.boot
+    row["item_sd"] = sd.item_sd(c, items, trained)
+    row["seed_note"] = "" if noise.included else sd.SINGLE_SEED_NOTE
+
+
 def _saturating_columns(cf: CurveFit, row: dict) -> None:
     s, sb, level = cf.saturating, cf.saturating_boot, cf.level
     with_interval(row, "sat_E", s.floor[0], sb.floor, level)
@@ -318,8 +450,12 @@ def summarise(cf: CurveFit) -> dict[str, object]:
     at0 = c.x == 0
     if at0.any():
         with_interval(row, "baseline", cf.baseline, cf.boot[:, at0][:, 0], level)
+    _noise_columns(cf, row)
     if cf.power is not None and cf.power_boot is not None:
         _power_columns(cf, row)
+    row["lof_stat"], row["lof_df"], row["lof_p"] = lack_of_fit(cf)
+    if cf.binomial is not None and cf.binomial_boot is not None:
+        _binomial_columns(cf, row)
     if cf.saturating is not None and cf.saturating_boot is not None:
         _saturating_columns(cf, row)
     leave_largest_out(cf, row)
@@ -335,7 +471,7 @@ def points(curve: Curve, boot: np.ndarray, method: str, level: float, x_name: st
         row = dict(curve.key)
         row[x_name] = x
         row.update(value=curve.value[k], stderr=curve.stderr[k], n_items=curve.n_items[k],
-                   ci_method=method)  # fmt: skip
+                   n_seeds=int(curve.n_seeds[k]), ci_method=method)  # fmt: skip
         row["lo"], row["hi"] = interval(boot[:, k], level)
         row["note"] = _point_note(curve.value[k], row["lo"])
         rows.append(row)

@@ -14,6 +14,7 @@ from analysis.judge import JudgeConfig, JudgeError
 from analysis.layout import RunLayoutError
 from analysis.metrics import MetricError, MetricKey, parse_metric_override
 from analysis.results import ANALYSIS_DIR, ResultsError
+from sah_tasks.common.cli import SahParser
 from sah_tasks.common.oserrors import check_writable, is_write_error, write_error_message
 
 EPILOG = """\
@@ -23,11 +24,13 @@ outputs (in --out, default RUN_DIR/analysis):
   points.csv            every plotted score with its interval; results.csv: the tidy table;
                         errors.csv: error-taxonomy counts per checkpoint
   tables/*.csv|md|tex   scores, fits, examples needed, budget, error categories
-  figures/*.png|pdf     fig1_scaling_*, fig2_size_*, fig3_errors_*, fig_budget_* (+ Facts100)
+  figures/*.png|pdf     fig1_scaling (panel grid), fig2_size_*, fig3_errors_*, fig_budget_*
+                        (+ Facts100); names from --labels, look from --style
   report.md             all of the above on one page
 
 examples:
   python -m analysis runs/paper
+  python -m analysis plan --pilot runs/paper --half-width 0.02   # items and seeds needed
   python -m analysis runs/paper --out /tmp/an --n-boot 2000 --ci 0.95
   python -m analysis runs/paper --metric sah_gsm8k=exact_match,flexible-extract
   python -m analysis runs/paper --judge-url http://localhost:8000/v1 \\
@@ -58,23 +61,22 @@ def _level(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = SahParser(
         prog="python -m analysis",
-        description="Fit performance-vs-N power laws with item-bootstrap intervals, categorise "
-        "GSM8K errors, and draw the study's figures and tables for a run directory "
-        "(runs/<experiment>/<model>/<task>/n<N>/eval/<eval_task>/results_*.json).",
+        description="Fit performance-vs-N power laws with intervals over evaluation items and\n"
+        "training seeds, categorise GSM8K errors, and draw the study's figures and tables for\n"
+        "a run directory (runs/<experiment>/<model>/<task>/n<N>[_seed<S>]/eval/<eval_task>/).\n"
+        "`python -m analysis plan --help`: items and seeds needed for a target precision.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, help="run directory (one experiment, or a folder of them)")
     p.add_argument("--out", type=Path, help=f"output folder (default: RUN_DIR/{ANALYSIS_DIR})")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--ci", type=_level, default=0.90, help="interval level (default 0.90)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--ci", type=_level, default=0.90, help="interval level")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument(
         "--metric",
         action="append",
-        default=[],
         metavar="TASK=METRIC[,FILTER]",
         help="primary metric for an eval task (repeatable; TASK may be a glob)",
     )
@@ -82,20 +84,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets",
         type=_targets,
         default=(0.5, 0.75),
-        help="scores for 'examples needed' (default 0.5,0.75)",
+        help="scores for 'examples needed'",
     )
     p.add_argument(
         "--error-tasks",
         default="*gsm8k*",
-        help="eval tasks (glob) whose samples get the error taxonomy (default *gsm8k*)",
+        help="eval tasks (glob) whose samples get the error taxonomy",
     )
-    p.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
+    p.add_argument("--formats", default="png,pdf", help="figure formats")
     p.add_argument(
         "--strict",
         action="store_true",
         help="stop at the first malformed/missing/partial file instead of warning",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--labels", type=Path, metavar="FILE",
+        help="YAML of readable names for tasks, metrics, models (`python -m analysis.labels` "
+        "prints the defaults to start from)",
+    )  # fmt: skip
+    p.add_argument(
+        "--style", type=Path, metavar="FILE",
+        help="matplotlib .mplstyle applied on top of the study's style (analysis/sah.mplstyle)",
+    )  # fmt: skip
     j = p.add_argument_group("LLM judge (optional, any OpenAI-compatible endpoint)")
     j.add_argument("--judge-url", help="e.g. http://localhost:8000/v1 (vllm serve)")
     j.add_argument("--judge-model", help="model name the endpoint serves")
@@ -104,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="OPENAI_API_KEY",
         help="environment variable holding the API key, if one is needed",
     )
-    j.add_argument("--judge-workers", type=int, default=4, help="parallel requests (default 4)")
+    j.add_argument("--judge-workers", type=int, default=4, help="parallel requests")
     j.add_argument("--judge-cache", type=Path, help="reply cache (default OUT/judge_cache)")
     return p  # fmt: skip
 
@@ -114,7 +125,7 @@ def options_from_args(args: argparse.Namespace):
 
     run_dir = args.run_dir.expanduser().resolve()
     out = (args.out or run_dir / ANALYSIS_DIR).expanduser().resolve()
-    metrics: dict[str, MetricKey] = dict(parse_metric_override(m) for m in args.metric)
+    metrics: dict[str, MetricKey] = dict(parse_metric_override(m) for m in args.metric or [])
     judge = None
     if bool(args.judge_url) != bool(args.judge_model):
         raise OptionError("--judge-url and --judge-model go together")
@@ -138,10 +149,26 @@ def options_from_args(args: argparse.Namespace):
         )
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out} is a file; expected a folder (it is created if missing)")
+    _check_looks(args.labels, args.style)
     return run_dir, Options(out=out, n_boot=args.n_boot, level=args.ci, seed=args.seed,
                             metrics=metrics, targets=args.targets, judge=judge,
                             error_tasks=args.error_tasks, formats=formats, strict=args.strict,
-                            progress=not args.quiet)  # fmt: skip
+                            progress=not args.quiet, labels=args.labels,
+                            style=args.style)  # fmt: skip
+
+
+def _check_looks(labels: Path | None, style: Path | None) -> None:
+    """A bad label or style file fails before the fitting, not after it."""
+    from analysis.figures import FigureStyleError, paper_style
+    from analysis.labels import LabelsError, load_labels
+
+    try:
+        load_labels(labels)
+        if style is not None:
+            with paper_style(style):
+                pass
+    except (LabelsError, FigureStyleError) as e:
+        raise OptionError(str(e)) from None
 
 
 def _figure_formats() -> set[str]:
@@ -151,6 +178,11 @@ def _figure_formats() -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["plan"]:  # `python -m analysis plan ...` (a run dir named plan: ./plan)
+        from analysis.plan import main as plan_main
+
+        return plan_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from analysis.pipeline import analyse

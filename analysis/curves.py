@@ -2,7 +2,9 @@
 
 A scale curve is `<experiment>/<model>/<task>/n<N>` for all N; a budget curve is one SFT fraction
 r across budgets B. Each point keeps its per-item scores (when samples were logged) so the
-bootstrap can resample evaluation items. Several seeds at one N are averaged item by item.
+bootstrap can resample evaluation items. Several training seeds at one N (`n<N>`, `n<N>_seed<S>`)
+are averaged item by item for the point's score, and each seed's own score is kept so that the
+bootstrap can add seed-to-seed noise (analysis/seeds.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,19 @@ class Curve:
     n_items: np.ndarray
     items: list[ItemScores | None] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # checkpoint + results file per point
+    seed_values: list[np.ndarray] = field(default_factory=list)  # each seed's score, per point
+    seed_items: list[list[ItemScores | None]] = field(default_factory=list)  # each seed's items
+
+    def seeds_at(self, k: int) -> np.ndarray:
+        """The scores of the training seeds of point k (one value when seeds are unknown)."""
+        if k < len(self.seed_values):
+            return self.seed_values[k]
+        return self.value[k : k + 1]
+
+    @property
+    def n_seeds(self) -> np.ndarray:
+        """Training seeds per point."""
+        return np.array([len(self.seeds_at(k)) for k in range(len(self.x))])
 
     def source(self, k: int) -> str:
         """Where point k came from (the seeds with a missing score first); "" if unknown."""
@@ -66,32 +81,60 @@ def _combine_seeds(items: list[ItemScores | None]) -> ItemScores | None:
     )
 
 
-def _sources(at_x: pd.DataFrame) -> str:
+@dataclass(frozen=True)
+class _Row:
+    """The columns of one results-table row that a curve point needs."""
+
+    checkpoint: str
+    results_file: str
+    key: tuple[str, str, str, str]  # (checkpoint, eval_task, metric, filter): run.items key
+    value: float
+    stderr: float
+    n_items: float
+
+
+def _rows(rows: pd.DataFrame, x_col: str) -> dict[float, list[_Row]]:
+    """Rows by x, read column-wise (pandas' per-row access costs more than the fits)."""
+    cols = {c: rows[c].tolist() for c in ("checkpoint", "results_file", "eval_task", "metric",
+                                          "filter", x_col)}  # fmt: skip
+    nums = {c: rows[c].astype(float).to_numpy() for c in ("value", "stderr", "n_items")}
+    by_x: dict[float, list[_Row]] = {}
+    for i, x in enumerate(cols[x_col]):
+        ckpt = cols["checkpoint"][i]
+        key = (ckpt, cols["eval_task"][i], cols["metric"][i], cols["filter"][i])
+        by_x.setdefault(float(x), []).append(_Row(ckpt, cols["results_file"][i], key,
+                                                  nums["value"][i], nums["stderr"][i],
+                                                  nums["n_items"][i]))  # fmt: skip
+    return dict(sorted(by_x.items()))
+
+
+def _sources(at_x: list[_Row]) -> str:
     """The checkpoints and results files of one point; only those without a score if any."""
-    missing = at_x[~np.isfinite(at_x["value"].astype(float))]
-    shown = missing if len(missing) else at_x
-    return "; ".join(f"checkpoint {r.checkpoint} ({r.results_file})" for r in shown.itertuples())
+    missing = [r for r in at_x if not np.isfinite(r.value)]
+    shown = missing or at_x
+    return "; ".join(f"checkpoint {r.checkpoint} ({r.results_file})" for r in shown)
 
 
 def _curve(run: RunData, rows: pd.DataFrame, x_col: str, key: dict[str, object]) -> Curve:
-    xs, values, stderrs, counts, items, sources = [], [], [], [], [], []
-    for x, at_x in rows.groupby(x_col, sort=True):
-        per_seed = [
-            run.items.get((r.checkpoint, r.eval_task, r.metric, r.filter))
-            for r in at_x.itertuples()
-        ]
-        xs.append(float(x))
+    xs, values, stderrs, counts, items, sources, seeds, seed_items = ([] for _ in range(8))
+    for x, at_x in _rows(rows, x_col).items():
+        per_seed = [run.items.get(r.key) for r in at_x]
+        seed_values = np.array([r.value for r in at_x])
+        xs.append(x)
         # a seed without a score makes the point NaN (named in a warning), not silently dropped
-        values.append(float(at_x["value"].astype(float).mean(skipna=False)))
+        values.append(float(seed_values.mean()))
         # the mean of k independent seeds has stderr sqrt(sum se^2)/k; NaN (lm-eval's "N/A")
         # when a seed has none, never 0 (that would be a zero-width interval)
-        se2 = (at_x["stderr"].astype(float) ** 2).sum(skipna=False)
-        stderrs.append(float(np.sqrt(se2)) / len(at_x))
-        counts.append(float(at_x["n_items"].astype(float).min()))
+        se2 = float(sum(r.stderr**2 for r in at_x))
+        stderrs.append(np.sqrt(se2) / len(at_x))
+        n_items = [r.n_items for r in at_x if np.isfinite(r.n_items)]
+        counts.append(float(min(n_items)) if n_items else np.nan)
         items.append(_combine_seeds(per_seed))
         sources.append(_sources(at_x))
+        seeds.append(seed_values)
+        seed_items.append(per_seed)
     return Curve(key, np.array(xs), np.array(values), np.array(stderrs), np.array(counts), items,
-                 sources)  # fmt: skip
+                 sources, seeds, seed_items)  # fmt: skip
 
 
 def select_primary(

@@ -6,8 +6,11 @@ categories, as in the study:
 * format      no final answer in the trained `#### <number>` form (lm-eval's strict filter found
               nothing: `[invalid]`);
 * arithmetic  an equation in the working that does not hold, e.g. `12*7 = 82` or `<<12*7=82>>`;
-* reasoning   the judge says the plan/set-up is wrong (only with --judge-url);
+* reasoning   the judge says the plan/set-up is wrong (only with --judge-url; without a judge
+              the count is 0 with `judged` False, and tables and figures say "not judged");
 * other       wrong, and none of the above was found (without a judge, reasoning errors land here).
+
+`incorrect` is the total of wrong responses; the categories overlap, so they can add up to more.
 
 Only responses that the strict-match filter scored wrong are categorised; correct ones are
 counted as correct.

@@ -32,6 +32,7 @@ import pandas as pd
 
 from analysis import figures as fg
 from analysis.atomic import write_text
+from analysis.labels import Labels
 from analysis.layout import MANIFEST
 from analysis.results import ResultsError, load_run
 
@@ -278,41 +279,120 @@ def summarise(direct: pd.DataFrame, multihop: pd.DataFrame) -> tuple[pd.DataFram
     return _order(summary), per_q
 
 
-def facts100_figure(summary: pd.DataFrame):
-    """(a) direct vs multihop exact match per condition; (b) the stacked error breakdown."""
+def wilson(
+    successes: np.ndarray, trials: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of each proportion (NaN where there are no trials): a fraction of
+    independent questions, which stays inside [0, 1] even at 0 or all correct."""
+    from scipy.stats import binomtest
+
+    lo, hi = np.full(len(trials), np.nan), np.full(len(trials), np.nan)
+    for i, (k, n) in enumerate(zip(successes, trials, strict=True)):
+        if n > 0 and np.isfinite(k):
+            band = binomtest(int(round(k)), int(n)).proportion_ci(level, method="wilson")
+            lo[i], hi[i] = band.low, band.high
+    return lo, hi
+
+
+def with_intervals(summary: pd.DataFrame, level: float) -> pd.DataFrame:
+    """`<col>_lo`, `<col>_hi` for the accuracies and the category fractions."""
+    out = summary.copy()
+    known = sum(summary[c].fillna(0).to_numpy(float) for c in CATEGORIES)
+    for name in ("direct", "multihop"):
+        n = summary[f"{name}_n"].fillna(0).to_numpy(float)
+        k = summary[f"{name}_em"].to_numpy(float) * n
+        out[f"{name}_em_lo"], out[f"{name}_em_hi"] = wilson(k, n, level)
+    for cat in CATEGORIES:
+        k = summary[cat].fillna(0).to_numpy(float)
+        out[f"{cat}_frac_lo"], out[f"{cat}_frac_hi"] = wilson(k, known, level)
+    out["ci_level"] = level
+    return out
+
+
+def _trained_text(trained: str, labels: Labels) -> str:
+    """`multihop n1000` -> `HotpotQA, N = 1k`."""
+    task, _, n = str(trained).rpartition(" n")
+    if not task or not n.isdigit():
+        return labels.training(trained)
+    return f"{labels.training(task)}, N = {fg.count_label(float(n))}"
+
+
+def condition_text(row: Any, labels: Labels, with_base: bool = False) -> str:
+    """Two lines: which model (base / post-trained on what), and before / after Facts100."""
+    who = (
+        "base model"
+        if row.model == "BM"
+        else f"post-trained ({_trained_text(row.post_training, labels)})"
+    )
+    when = ("before Facts100" if row.facts_training == "none"
+            else f"after {_trained_text(row.facts_training, labels)}")  # fmt: skip
+    base = (
+        f" [{labels.model(str(row.base_model).rstrip('/').rsplit('/', 1)[-1])}]"
+        if with_base
+        else ""
+    )
+    return f"{who}{base}\n{when}"
+
+
+def _hbars(ax, summary: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> None:
+    """Grouped horizontal bars, one group per condition (top to bottom), with interval bars."""
+    y = np.arange(len(summary))
+    height = 0.8 / len(columns)
+    for i, (col, name) in enumerate(columns):
+        v = summary[col].to_numpy(float)
+        err = np.vstack([v - summary[f"{col}_lo"].to_numpy(float),
+                         summary[f"{col}_hi"].to_numpy(float) - v])  # fmt: skip
+        ax.barh(y + (i - (len(columns) - 1) / 2) * height, np.nan_to_num(v), height,
+                xerr=np.clip(np.nan_to_num(err), 0, None), label=name,
+                color=fg.GREYS[i % len(fg.GREYS)], edgecolor="black", linewidth=0.5,
+                hatch=fg.HATCHES[i % len(fg.HATCHES)],
+                error_kw={"ecolor": "0.3", "elinewidth": 0.8, "capsize": 2})  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_yticks(y)
+    ax.grid(axis="y", visible=False)
+    # below the panel (under its x label): inside, it would cover the bars near 1
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=4.2)
+
+
+def facts100_figure(summary: pd.DataFrame, labels: Labels | None = None,
+                    level: float | None = None):  # fmt: skip
+    """(a) direct vs multihop exact match per condition; (b) why multihop answers fail. Bars
+    carry Wilson intervals (`with_intervals`; computed here when `summary` lacks them)."""
     import matplotlib.pyplot as plt
 
-    labels = [f"{r.condition}\n[{r.base_model.rsplit('/', 1)[-1]}]" if summary["base_model"].nunique() > 1
-              else r.condition for r in summary.itertuples()]  # fmt: skip
-    x = np.arange(len(summary))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.8))
-    width = 0.38
-    for i, (col, name) in enumerate((("direct_em", "direct"), ("multihop_em", "multihop"))):
-        ax1.bar(x + (i - 0.5) * width, summary[col].fillna(0.0), width, label=name,
-                color=fg.GREYS[i * 2], edgecolor="black", hatch=fg.HATCHES[i], linewidth=0.5)  # fmt: skip
-    ax1.set_ylabel("exact match")
-    ax1.set_ylim(0, 1)
-    ax1.set_title("(a) new facts: direct vs multihop")
-    ax1.legend(frameon=False)
-    bottom = np.zeros(len(summary))
-    for i, cat in enumerate(("correct", "reasoning_failed", "not_integrated")):
-        values = summary[f"{cat}_frac"].fillna(0.0).to_numpy()
-        ax2.bar(x, values, 0.6, bottom=bottom, label=cat.replace("_", " "), color=fg.GREYS[i],
-                edgecolor="black", hatch=fg.HATCHES[i], linewidth=0.5)  # fmt: skip
-        bottom += values
-    ax2.set_ylabel("fraction of multihop questions")
-    ax2.set_ylim(0, 1)
-    ax2.set_title("(b) multihop error breakdown")
-    ax2.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    for ax in (ax1, ax2):
-        ax.set_axisbelow(True)  # grid behind the bars
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=30, ha="right")
+    labels = labels or Labels.defaults()
+    if "direct_em_lo" not in summary:
+        summary = with_intervals(summary, level or 0.90)
+    level = float(summary["ci_level"].iloc[0]) if "ci_level" in summary else level
+    names = [condition_text(r, labels, summary["base_model"].nunique() > 1)
+             for r in summary.itertuples()]  # fmt: skip
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.0, 1.6 + 0.55 * len(summary)), sharey=True)
+    _hbars(ax1, summary, [("direct_em", "direct questions"), ("multihop_em", "multihop questions")])
+    ax1.set_xlabel("exact match")
+    ax1.set_yticklabels(names)
+    ax1.set_title("(a) new facts: direct vs multihop", loc="left")
+    cats = [("correct", labels.category("correct")),
+            ("reasoning_failed", labels.category("reasoning_failed")),
+            ("not_integrated", labels.category("not_integrated"))]  # fmt: skip
+    _hbars(ax2, summary, [(f"{c}_frac", name) for c, name in cats])
+    ax2.set_xlabel("fraction of multihop questions")
+    ax2.set_title("(b) multihop answers", loc="left")
+    ax2.tick_params(labelleft=False)
+    ax1.invert_yaxis()  # the first condition (base model, before) on top; y is shared
+    note = f"bars: {level:.0%} Wilson intervals over questions" if level else ""
+    fig.supxlabel(note, fontsize="x-small", color="0.3")
     return fig
 
 
-def facts100_outputs(run_dir: Path | str, out_dir: Path | str) -> list[Path]:
-    """Write the Facts100 summary CSV, per-question CSV and figure; [] when no Facts100 results."""
+def facts100_outputs(
+    run_dir: Path | str,
+    out_dir: Path | str,
+    level: float = 0.90,
+    labels: Labels | None = None,
+    style: Path | str | None = None,
+) -> list[Path]:
+    """Write the Facts100 summary CSV (with `level` intervals), per-question CSV and figure;
+    [] when there are no Facts100 results. `labels`/`style`: see analysis/draw.py."""
     direct, multihop = collect(run_dir)
     if direct.empty or multihop.empty:
         if not (direct.empty and multihop.empty):
@@ -323,6 +403,7 @@ def facts100_outputs(run_dir: Path | str, out_dir: Path | str) -> list[Path]:
             )
         return []
     summary, per_q = summarise(direct, multihop)
+    summary = with_intervals(summary, level)
     out_dir = Path(out_dir)
     written = [
         write_text(out_dir / SUMMARY_CSV, summary.to_csv(index=False)),
@@ -333,6 +414,6 @@ def facts100_outputs(run_dir: Path | str, out_dir: Path | str) -> list[Path]:
             "Facts100: %d multihop answers have no evaluated direct question (--limit?)",
             int(per_q["category"].eq(MISSING).sum()),
         )
-    with fg.paper_style():
-        written += fg.save(facts100_figure(summary), out_dir / "figures", FIGURE_STEM)
+    with fg.paper_style(style):
+        written += fg.save(facts100_figure(summary, labels), out_dir / "figures", FIGURE_STEM)
     return written

@@ -2,8 +2,9 @@
 
 The trainers write `sah_manifest.json` beside `eval/` (see docs/analysis.md and the run-directory
 contract in ARCHITECTURE.md). The manifest is the source of truth; when it is missing or lacks a
-field, the value is parsed from the path `<experiment>/<model_slug>/<task>/n<N>` (or `B<B>_r<r>`)
-and the model slug (`llama-3-8b` -> family `llama-3`, size 8.0).
+field, the value is parsed from the path `<experiment>/<model_slug>/<task>/n<N>` (or `B<B>_r<r>`,
+each with an optional `_seed<S>` suffix for a further training seed) and the model slug
+(`llama-3-8b` -> family `llama-3`, size 8.0).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ MANIFEST = "sah_manifest.json"
 COMPLETED = "COMPLETED"
 REFERENCE_STAGE = "reference"  # `sah-eval sweep --models`: hub baselines, Trainer checkpoints
 
-_SCALE_DIR = re.compile(r"^n(?P<n>\d+)$")
-_BUDGET_DIR = re.compile(r"^B(?P<budget>\d+)_r(?P<r>\d*\.?\d+)$")
+# `n<N>` holds the config's seed, `n<N>_seed<S>` each other training seed S (same for budget runs)
+_SEED = r"(?:_seed(?P<seed>\d+))?"
+_SCALE_DIR = re.compile(rf"^n(?P<n>\d+){_SEED}$")
+_BUDGET_DIR = re.compile(rf"^B(?P<budget>\d+)_r(?P<r>\d*\.?\d+){_SEED}$")
 # family, then a size like 8b / 0.5b / 350m, then an optional suffix (-instruct, -v0.1, ...)
 _SLUG = re.compile(r"^(?P<family>.+?)-(?P<size>\d+(?:\.\d+)?)(?P<unit>[bBmM])(?:-.*)?$")
 
@@ -79,12 +82,14 @@ def _path_identity(ckpt_dir: Path, run_dir: Path) -> dict[str, Any]:
     """Identity parsed from `<experiment>/<model>/<task>/<n.. | B.._r..>`; missing parts -> None."""
     rel = ckpt_dir.relative_to(run_dir)
     parts = [run_dir.name, *rel.parts] if len(rel.parts) < 4 else list(rel.parts)
-    info: dict[str, Any] = {"n": None, "budget": None, "sft_fraction": None}
+    info: dict[str, Any] = {"n": None, "budget": None, "sft_fraction": None, "seed": None}
     leaf = parts[-1]
     if m := _SCALE_DIR.match(leaf):
         info["n"] = int(m["n"])
     elif m := _BUDGET_DIR.match(leaf):
         info["budget"], info["sft_fraction"] = int(m["budget"]), float(m["r"])
+    if m and m["seed"] is not None:
+        info["seed"] = int(m["seed"])
     info["task"] = parts[-2] if len(parts) >= 2 else None
     info["model_slug"] = parts[-3] if len(parts) >= 3 else None
     info["experiment"] = parts[-4] if len(parts) >= 4 else run_dir.name
@@ -151,7 +156,7 @@ def read_checkpoint(ckpt_dir: Path, run_dir: Path) -> tuple[Checkpoint, list[str
         n=n,
         budget=budget,
         sft_fraction=_typed(pick("sft_fraction"), float, "sft_fraction", manifest_path),
-        seed=_typed(manifest.get("seed"), int, "seed", manifest_path),
+        seed=_typed(pick("seed"), int, "seed", manifest_path),
         stage=manifest.get("stage"),
         completed=(ckpt_dir / COMPLETED).exists(),
     )

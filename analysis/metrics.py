@@ -108,6 +108,11 @@ def item_fraction(value: Any) -> tuple[float, float] | None:
     accuracy logs, counts each element, so aggregating sum(num)/sum(den) reproduces lm-eval's
     `agg_inst_level_acc` and resampling items resamples whole prompts, not single instructions.
     """
+    kind = type(value)
+    if kind is float:  # the common case first: this runs once per item and metric
+        return None if value != value else (value, 1.0)
+    if kind is bool or kind is int:
+        return (float(value), 1.0)
     if isinstance(value, bool | int | float):
         v = float(value)
         return None if math.isnan(v) else (v, 1.0)

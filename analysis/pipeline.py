@@ -11,19 +11,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis import figures as fg
-from analysis import tables as tb
 from analysis.atomic import remove_stale_temps, write_text
 from analysis.bootstrap import (
     CurveFit,
     curve_rng,
     fit_curve,
+    hierarchical_scores,
     inverse,
     nan_warnings,
     points,
-    resample_scores,
     summarise,
 )
 from analysis.curves import budget_curves, scale_curves, select_primary
+from analysis.draw import draw_all, reference_lines  # noqa: F401 (re-exported)
 from analysis.errors import error_counts
 from analysis.judge import Judge, JudgeConfig
 from analysis.metrics import MetricKey
@@ -45,6 +45,8 @@ class Options:
     formats: tuple[str, ...] = fg.FORMATS
     strict: bool = False
     progress: bool = True
+    labels: Path | None = None  # YAML label map on top of analysis/labels.py's defaults
+    style: Path | None = None  # .mplstyle applied on top of analysis/sah.mplstyle
 
 
 @dataclass
@@ -62,11 +64,6 @@ class Outputs:
     facts100: list[Path] = field(default_factory=list)
     judge_calls: int = 0
     report: Path | None = None
-
-
-def _ylabel(rows: pd.DataFrame) -> str:
-    r = rows.iloc[0]
-    return f"{r['metric']} ({r['filter']})" if r["filter"] != "none" else str(r["metric"])
 
 
 def _warn(run: RunData, message: str, strict: bool = False) -> None:
@@ -92,129 +89,9 @@ def _budget_points(run: RunData, primary: pd.DataFrame, opt: Options) -> pd.Data
     for c in budget_curves(run, primary):
         for message in nan_warnings(c):
             _warn(run, message, opt.strict)
-        boot, method = resample_scores(c, opt.n_boot, curve_rng(opt.seed, c))
-        rows += points(c, boot, method, opt.level, "budget")
+        res = hierarchical_scores(c, opt.n_boot, curve_rng(opt.seed, c))
+        rows += points(c, res.scores, res.method, opt.level, "budget")
     return pd.DataFrame(rows)
-
-
-def _group_stem(prefix: str, run: RunData, rows: pd.DataFrame, *parts: object) -> str:
-    """File stem naming the experiment / training task only when they are ambiguous."""
-    table = run.table
-    multi_exp = table["experiment"].nunique() > 1
-    eval_task = rows["eval_task"].iloc[0]
-    multi_task = table[table["eval_task"] == eval_task]["task"].nunique() > 1
-    return fg.slug(prefix, rows["experiment"].iloc[0] if multi_exp else None,
-                   rows["task"].iloc[0] if multi_task else None, *parts)  # fmt: skip
-
-
-def _draw_scaling(out: Outputs, folder: Path, opt: Options) -> None:
-    by_group: dict[tuple, list[CurveFit]] = {}
-    for cf in out.fits:
-        if not cf.fit_mask.any():
-            continue  # base model only: nothing to draw on a log N axis (it is in the tables)
-        k = cf.curve.key
-        by_group.setdefault((k["experiment"], k["task"], k["eval_task"]), []).append(cf)
-    for (_, task, eval_task), fits in sorted(by_group.items()):
-        rows = out.points_df[
-            (out.points_df["eval_task"] == eval_task) & (out.points_df["task"] == task)
-        ]
-        series = {cf.curve.label: str(cf.curve.key["model"]) for cf in fits}
-        title = f"{eval_task} (trained on {task})"
-        refs = reference_lines(out.references_df, task, eval_task)
-        fig = fg.scaling_figure(fits, title, _ylabel(rows), series, refs)
-        stem = _group_stem("fig1_scaling", out.run, rows, eval_task)
-        out.figures[stem] = fg.save(fig, folder, stem, opt.formats)
-
-
-def reference_lines(refs: pd.DataFrame, task: str, eval_task: str) -> list[tuple[str, float]]:
-    """Reference models on one figure: hub/local baselines of the eval task, and Trainer
-    checkpoints of runs on the training task (named `<model> n1000 step 200`)."""
-    if refs.empty:
-        return []
-    rows = refs[(refs["eval_task"] == eval_task) & refs["task"].isin([task, "reference"])]
-    return [(reference_name(r), float(r["value"])) for _, r in rows.iterrows()]
-
-
-def reference_name(row: pd.Series) -> str:
-    leaf = str(row["checkpoint"]).rsplit("/", 1)[-1]
-    if row["task"] == "reference":
-        return str(row["model"])
-    return f"{row['model']} {leaf.replace('-step', ' step ')}"
-
-
-def _draw_each(out: Outputs, folder: Path, opt: Options, df: pd.DataFrame, prefix: str,
-               keys: list[str], make) -> None:  # fmt: skip
-    """One figure per group of `df`: `make(rows, group) -> (figure, stem parts)` or None."""
-    if df.empty:
-        return
-    for values, rows in df.groupby(keys, sort=True):
-        made = make(rows, dict(zip(keys, values, strict=True)))
-        if made is not None:
-            stem = _group_stem(prefix, out.run, rows, *made[1])
-            out.figures[stem] = fg.save(made[0], folder, stem, opt.formats)
-
-
-def _draw_sizes(out: Outputs, folder: Path, opt: Options) -> None:
-    def make(rows: pd.DataFrame, g: dict):
-        if rows["size_b"].nunique() < 2:
-            return None  # one size: nothing to compare within the family
-        title = f"{g['family']}: {g['eval_task']} vs model size"
-        return fg.size_figure(rows, title, _ylabel(rows)), (g["family"], g["eval_task"])
-
-    pts = (
-        out.points_df.dropna(subset=["family", "size_b"])
-        if not out.points_df.empty
-        else out.points_df
-    )
-    _draw_each(
-        out, folder, opt, pts, "fig2_size", ["experiment", "family", "task", "eval_task"], make
-    )
-
-
-def _draw_errors(out: Outputs, folder: Path, opt: Options) -> None:
-    def make(rows: pd.DataFrame, g: dict):
-        title = f"{g['model']}: error categories on {g['eval_task']}"
-        return fg.errors_figure(rows, title), (g["model"], g["eval_task"])
-
-    scale = out.errors_df[out.errors_df["budget"].isna()]
-    _draw_each(
-        out, folder, opt, scale, "fig3_errors", ["experiment", "model", "task", "eval_task"], make
-    )
-
-
-def _draw_budget(out: Outputs, folder: Path, opt: Options) -> None:
-    def make(rows: pd.DataFrame, g: dict):
-        title = f"{g['model']}: {g['eval_task']} vs budget"
-        return fg.budget_figure(rows, title, _ylabel(rows)), (g["model"], g["eval_task"])
-
-    keys = ["experiment", "model", "task", "eval_task"]
-    _draw_each(out, folder, opt, out.budget_df, "fig_budget", keys, make)
-
-
-def _facts100(run_dir: Path, out_dir: Path) -> list[Path]:
-    """Facts100 figures/tables from analysis/facts100.py, when that module exists."""
-    try:
-        from analysis.facts100 import facts100_outputs
-    except ModuleNotFoundError as e:
-        if e.name != "analysis.facts100":
-            raise
-        return []
-    return list(facts100_outputs(run_dir, out_dir))
-
-
-def _write_tables(out: Outputs, out_dir: Path) -> None:
-    folder = out_dir / "tables"
-    specs = [
-        (tb.scores_table(out.points_df, out.run.table), "scores", "Scores by number of fine-tuning examples N "
-         f"(primary metric; {out.fits[0].level:.0%} item-bootstrap intervals)" if out.fits else "Scores"),
-        (tb.fits_table(out.fits_df), "fits", "Power-law and saturating fits with intervals"),
-        (tb.inverse_table(out.inverse_df), "examples_needed", "Examples needed to reach a target score"),
-        (tb.budget_table(out.budget_df), "budget", "Scores by total budget B and SFT fraction r"),
-        (tb.errors_table(out.errors_df), "errors", "Wrong responses by error category"),
-    ]  # fmt: skip
-    for df, stem, caption in specs:
-        if not df.empty:
-            out.tables += tb.write_table(df, folder, stem, caption)
 
 
 def analyse(run_dir: Path, opt: Options) -> Outputs:
@@ -243,12 +120,6 @@ def analyse(run_dir: Path, opt: Options) -> Outputs:
     write_text(opt.out / "fits.csv", out.fits_df.to_csv(index=False))
     write_text(opt.out / "points.csv", out.points_df.to_csv(index=False))
     write_text(opt.out / "errors.csv", out.errors_df.to_csv(index=False))
-    _write_tables(out, opt.out)
-    folder = opt.out / "figures"
-    with fg.paper_style():
-        for draw in (_draw_scaling, _draw_sizes, _draw_errors, _draw_budget):
-            draw(out, folder, opt)
-    if run.table["eval_task"].str.startswith("sah_facts100").any():
-        out.facts100 = _facts100(run.run_dir, opt.out)
+    draw_all(out, opt)  # tables, figures, Facts100 (analysis/draw.py)
     out.report = write_report(out, opt)
     return out

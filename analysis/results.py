@@ -18,9 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +91,7 @@ class _Reader:
     rows: list[dict[str, Any]] = field(default_factory=list)
     data: RunData | None = None
     skipped: Counter[str] = field(default_factory=Counter)  # results files skipped, by reason
+    prefetched: dict[Path, Future] = field(default_factory=dict)  # samples read in parallel
 
     def warn(self, message: str) -> None:
         if self.strict:
@@ -244,7 +249,7 @@ def _attach_samples(
     if not samples_path.is_file():
         return
     try:
-        scores = read_samples(samples_path)
+        scores = _scores(reader, samples_path)
     except (OSError, UnicodeDecodeError, ResultsError) as e:
         reader.warn(
             f"{samples_path}: per-item scores unusable ({e}); intervals fall back to stderr"
@@ -342,6 +347,24 @@ def _discover(reader: _Reader) -> dict[Path, list[Path]]:
 
 
 _UNKNOWN_IDENTITY = "in checkpoint folders of unknown identity"
+
+
+def _read_all(reader: _Reader, by_ckpt: dict[Path, list[Path]], progress: bool) -> None:
+    assert reader.data is not None
+    for ckpt_dir, files in tqdm(
+        sorted(by_ckpt.items()), desc="reading results", disable=not progress
+    ):
+        try:
+            ckpt, notes = read_checkpoint(ckpt_dir, reader.run_dir)
+        except RunLayoutError as e:
+            reader.skip(f"{e}; its results are skipped", _UNKNOWN_IDENTITY, files=len(files))
+            continue
+        for note in notes:
+            reader.warn(note)
+        reader.data.checkpoints[ckpt.checkpoint] = ckpt
+        _read_checkpoint_results(reader, ckpt, files)
+
+
 IDENTITY = ("experiment", "model", "task", "n", "budget", "sft_fraction", "seed")
 
 
@@ -377,6 +400,48 @@ def _refuse_duplicate_identities(
     )
 
 
+_PARALLEL_FROM = 48  # sample files: below this a process pool costs more than it saves
+
+
+def _sample_files(by_ckpt: dict[Path, list[Path]]) -> list[Path]:
+    """The samples_*.jsonl files beside the discovered results files (same date id)."""
+    out = []
+    for files in by_ckpt.values():
+        for path in files:
+            m = _RESULTS_NAME.match(path.name)
+            if m:
+                out += sorted(path.parent.glob(f"samples_*_{m['date_id']}.jsonl"))
+    return out
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the pool (one line, no traces)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _scores(reader: _Reader, path: Path) -> dict[tuple[str, str], ItemScores]:
+    """A samples file's scores: from its worker when prefetched, else read here."""
+    pending = reader.prefetched.pop(path, None)
+    if pending is not None:
+        try:
+            return pending.result()
+        except BrokenProcessPool:
+            pass  # a worker died (e.g. out of memory): read the file in this process
+    return read_samples(path)
+
+
+def _prefetch(reader: _Reader, by_ckpt: dict[Path, list[Path]]) -> ProcessPoolExecutor | None:
+    """Parse the samples files in worker processes: JSON decoding is most of the reading time
+    and holds the GIL. Results are taken (and errors raised) where the file is used."""
+    files = _sample_files(by_ckpt)
+    workers = min(os.cpu_count() or 1, 8, len(files))
+    if len(files) < _PARALLEL_FROM or workers < 2:
+        return None
+    pool = ProcessPoolExecutor(workers, initializer=_ignore_sigint)
+    reader.prefetched = {f: pool.submit(read_samples, f) for f in files}
+    return pool
+
+
 def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -> RunData:
     """Read all results under `run_dir`. Problems become warnings (errors with `strict`)."""
     run_dir = Path(run_dir).expanduser().resolve()
@@ -390,18 +455,12 @@ def load_run(run_dir: Path | str, strict: bool = False, progress: bool = True) -
             f"{run_dir}: no lm-eval results found (expected <checkpoint>/eval/<eval_task>/"
             "**/results_*.json)"
         )
-    for ckpt_dir, files in tqdm(
-        sorted(by_ckpt.items()), desc="reading results", disable=not progress
-    ):
-        try:
-            ckpt, notes = read_checkpoint(ckpt_dir, run_dir)
-        except RunLayoutError as e:
-            reader.skip(f"{e}; its results are skipped", _UNKNOWN_IDENTITY, files=len(files))
-            continue
-        for note in notes:
-            reader.warn(note)
-        reader.data.checkpoints[ckpt.checkpoint] = ckpt
-        _read_checkpoint_results(reader, ckpt, files)
+    pool = _prefetch(reader, by_ckpt)
+    try:
+        _read_all(reader, by_ckpt, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if not reader.rows:
         raise ResultsError(_nothing_readable(reader))
     _refuse_duplicate_identities(

@@ -13,7 +13,6 @@ and wrong set-ups, so the error taxonomy has something to find.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from analysis.atomic import write_text
 from analysis.layout import COMPLETED, MANIFEST, parse_model_slug
+from sah_tasks.common.cli import SahParser
 
 DATE_ID = "2025-01-01T12-00-00.000000"
 SCALES = (0, 100, 500, 1000, 5000, 10000)
@@ -265,13 +265,14 @@ def write_eval(
 
 
 def write_manifest(ckpt_dir: Path, experiment: str, model: str, task: str, n: int,
-                   budget: int | None = None, sft_fraction: float | None = None) -> None:  # fmt: skip
+                   budget: int | None = None, sft_fraction: float | None = None,
+                   seed: int = 0) -> None:  # fmt: skip
     family, size_b = parse_model_slug(model)
     stage = "base" if n == 0 and budget is None else ("sft+dpo" if budget is not None else "sft")
     manifest = {
         "schema_version": 1, "experiment": experiment, "model_slug": model,
         "base_model": f"synthetic/{model}", "base_revision": None, "family": family,
-        "size_b": size_b, "task": task, "n": n, "seed": 0, "stage": stage, "budget": budget,
+        "size_b": size_b, "task": task, "n": n, "seed": seed, "stage": stage, "budget": budget,
         "sft_fraction": sft_fraction, "model_path": str(ckpt_dir), "lora": False,
         "train_data": {"source": "synthetic", "revision": None, "content_hash": "0"},
         "subset_hash": "0", "config": {}, "versions": {}, "git_sha": None,
@@ -297,6 +298,19 @@ def default_law(model_index: int, eval_task: str) -> Law:
     )
 
 
+def seed_leaf(leaf: str, seed: int) -> str:
+    """The run-dir folder of a training seed: `n100` for the first, `n100_seed<S>` for others."""
+    return leaf if seed == 0 else f"{leaf}_seed{seed}"
+
+
+def _seed_accuracy(p: float, seed_sd: float, rng: np.random.Generator) -> float:
+    """A seed's true accuracy: `p` moved by seed noise of `seed_sd` on the logit scale."""
+    if seed_sd <= 0:
+        return p
+    z = np.log(p / (1 - p)) + seed_sd * rng.standard_normal()
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
 def make_synthetic_run(
     root: Path,
     experiment: str = "synthetic",
@@ -309,9 +323,14 @@ def make_synthetic_run(
     sft_fractions: Sequence[float] = (1.0, 0.5, 0.1),
     seed: int = 0,
     log_samples: bool = True,
+    n_seeds: int = 1,
+    seed_sd: float = 0.0,
 ) -> Path:
-    """Write `root/<experiment>/<model>/<task>/n<N>/...`; returns `root/<experiment>`."""
+    """Write `root/<experiment>/<model>/<task>/n<N>/...` (and `n<N>_seed<S>/` for each further
+    training seed, whose accuracy moves by `seed_sd` logits; N = 0 has one, seed-free);
+    returns `root/<experiment>`."""
     exp_dir = Path(root) / experiment
+    noise = np.random.default_rng([seed, 7])
     for mi, model in enumerate(models):
         for ti, eval_task in enumerate(eval_tasks):
             spec = EVAL_TASKS[eval_task]
@@ -323,19 +342,24 @@ def make_synthetic_run(
                 for r in sft_fractions
             ]
             for ri, (leaf, n, budget, r, p) in enumerate(runs):
-                ckpt = exp_dir / model / spec.train_task / leaf
-                write_manifest(ckpt, experiment, model, spec.train_task, n, budget, r)
-                item_seed = seed * 1_000_003 + mi * 10_007 + ti * 101 + ri
-                lines = item_lines(spec, p, n_items, n, item_seed)
-                write_eval(ckpt, eval_task, lines, log_samples=log_samples)
+                for s in range(n_seeds if (n > 0 or budget is not None) else 1):
+                    ckpt = exp_dir / model / spec.train_task / seed_leaf(leaf, s)
+                    write_manifest(ckpt, experiment, model, spec.train_task, n, budget, r, s)
+                    item_seed = seed * 1_000_003 + mi * 10_007 + ti * 101 + ri + 7919 * s
+                    acc = _seed_accuracy(p, seed_sd, noise)
+                    lines = item_lines(spec, acc, n_items, n, item_seed)
+                    write_eval(ckpt, eval_task, lines, log_samples=log_samples)
     return exp_dir
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = SahParser(prog="python -m analysis.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="folder to write <experiment>/... into")
     parser.add_argument("--items", type=int, default=300, help="evaluation items per checkpoint")
     parser.add_argument("--with-budget", action="store_true", help="add B<B>_r<r> budget runs")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per scale")
+    parser.add_argument("--seed-sd", type=float, default=0.15,
+                        help="seed-to-seed noise in logits (with --seeds > 1)")  # fmt: skip
     args = parser.parse_args(argv)
     out = make_synthetic_run(
         args.root,
@@ -343,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
         eval_tasks=tuple(EVAL_TASKS),
         n_items=args.items,
         budgets=(1000, 5000) if args.with_budget else (),
+        n_seeds=args.seeds,
+        seed_sd=args.seed_sd if args.seeds > 1 else 0.0,
     )
     print(out)
 

@@ -1,26 +1,32 @@
 """Presentation tables (scores, fits, errors, budget, examples needed) as CSV, Markdown and LaTeX.
 
-The Markdown and LaTeX writers are local (no tabulate/jinja2 dependency); LaTeX uses booktabs.
+Each table is a pandas DataFrame of display cells; pandas writes it (`DataFrame.to_markdown`,
+which uses `tabulate`, and `Styler.to_latex` with booktabs rules, which uses `jinja2`). The CSV
+keeps identifiers (`sah_gsm8k`, `llama-3-8b`); Markdown and LaTeX show readable labels
+(analysis/labels.py) when `write_table` is given them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.atomic import write_text
-
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}  # fmt: skip
-
+from analysis.labels import Labels
 
 OUTSIDE = " (estimate outside its interval)"
+NOT_JUDGED = "not judged"
+# LaTeX specials in a caption (cells and headers are escaped by pandas' Styler)
+_CAPTION_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}  # fmt: skip
 
 
 def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
@@ -50,7 +56,7 @@ def plain(value: object) -> str:
 
 def notes(row: pd.Series | dict) -> str:
     """Everything that explains a missing or doubtful number of one fit, in one cell."""
-    parts = [plain(row.get(k)) for k in ("left_out", "note", "flags")]
+    parts = [plain(row.get(k)) for k in ("left_out", "note", "seed_note", "flags")]
     return "; ".join(p for p in parts if p)
 
 
@@ -60,41 +66,59 @@ def count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+# ------------------------------------------------------------------------------ writers
 def to_markdown(df: pd.DataFrame) -> str:
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |",
-             "|" + "|".join("---" for _ in df.columns) + "|"]  # fmt: skip
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    """A GitHub Markdown table (pandas + tabulate); `|` inside a cell is escaped."""
+    cells = df.astype(str).apply(lambda col: col.str.replace("|", "\\|", regex=False))
+    cells.columns = [str(c).replace("|", "\\|") for c in df.columns]
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def latex_escape(text: object) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text)).replace("∞", r"$\infty$")
+    return "".join(_CAPTION_ESCAPES.get(ch, ch) for ch in str(text)).replace("∞", r"$\infty$")
 
 
 def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
-    cols = "l" * len(df.columns)
-    body = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", r"\small",
-        rf"\caption{{{latex_escape(caption)}}}", rf"\label{{{label}}}",
-        rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-        " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule",
-        *body, r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
-    ])  # fmt: skip
+    """A booktabs table float (pandas' Styler; cells and headers escaped by it)."""
+    styler = df.astype(str).style.hide(axis="index").format(escape="latex")
+    styler = styler.format_index(escape="latex", axis=1)
+    tex = styler.to_latex(
+        caption=latex_escape(caption),
+        label=label,
+        hrules=True,
+        position="t",
+        position_float="centering",
+        column_format="l" * len(df.columns),
+    )
+    return tex.replace("∞", r"$\infty$")
 
 
-def write_table(df: pd.DataFrame, folder: Path, stem: str, caption: str) -> list[Path]:
-    """Write stem.csv, stem.md and stem.tex; returns the paths."""
+def display(df: pd.DataFrame, labels: Labels | None) -> pd.DataFrame:
+    """Identifier columns (model, task, eval_task) shown as readable labels."""
+    if labels is None:
+        return df
+    mapping: dict[str, Callable[[object], str]] = {"model": labels.model, "task": labels.training,
+                                                   "eval_task": labels.task}  # fmt: skip
+    out = df.copy()
+    for col, fn in mapping.items():
+        if col in out:
+            out[col] = out[col].map(fn)
+    headers = {"eval_task": "eval task", "task": "trained on"}
+    return out.rename(columns={c: h for c, h in headers.items() if c in out})
+
+
+def write_table(df: pd.DataFrame, folder: Path, stem: str, caption: str,
+                labels: Labels | None = None) -> list[Path]:  # fmt: skip
+    """Write stem.csv (identifiers), stem.md and stem.tex (labels); returns the paths."""
+    shown = display(df, labels)
     return [
         write_text(folder / f"{stem}.csv", df.to_csv(index=False)),
-        write_text(folder / f"{stem}.md", f"**{caption}**\n\n" + to_markdown(df)),
-        write_text(folder / f"{stem}.tex", to_latex(df, caption, f"tab:{stem}")),
+        write_text(folder / f"{stem}.md", f"**{caption}**\n\n" + to_markdown(shown)),
+        write_text(folder / f"{stem}.tex", to_latex(shown, caption, f"tab:{stem}")),
     ]
 
 
+# ------------------------------------------------------------------------------ tables
 def _wide(points: pd.DataFrame, index: list[str], x: str, name: str) -> pd.DataFrame:
     """One row per `index`, one column `name=<x>` per x value; cells `value [lo, hi]`."""
     if points.empty:
@@ -138,34 +162,97 @@ def references_table(refs: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["eval_task", "model", "checkpoint"]).reset_index(drop=True)
 
 
-def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """The fitted parameters with their intervals, one row per curve."""
+@dataclass(frozen=True)
+class Column:
+    """One column of the fits table: its header, the fits.csv column(s) it needs (the first
+    decides whether an `optional` column is shown at all) and how a cell is made."""
 
-    def get(row: pd.Series, name: str) -> str:
-        return ci(
-            row.get(name, math.nan),
-            row.get(f"{name}_lo", math.nan),
-            row.get(f"{name}_hi", math.nan),
-        )
+    header: str
+    needs: tuple[str, ...]
+    cell: Callable[[pd.Series], str]
+    optional: bool = False  # shown only when fits.csv has `needs[0]` with a value somewhere
+    when: Callable[[pd.DataFrame], bool] | None = None  # a further condition for showing it
 
-    def llo(row: pd.Series) -> str:
-        cell = get(row, "llo_power_err")
-        reason = plain(row.get("llo_power_note"))
-        return f"n/a: {reason}" if cell == "–" and reason else cell
 
-    rows = []
-    for _, r in fits.iterrows():
-        r2 = r.get("r2", math.nan)
-        rows.append({
-            "model": r["model"], "task": r["task"], "eval_task": r["eval_task"],
-            "metric": f"{r['metric']},{r['filter']}",
-            "scales fitted (log-log)": f"{int(r['n_points'])} of {int(r.get('n_scales', r['n_points']))}",
-            "baseline (N=0)": get(r, "baseline"), "1/b": get(r, "inv_b"),
-            "prefactor a": get(r, "prefactor"), "R² (log-log)": "–" if _missing(r2) else f"{r2:.3f}",
-            "E (error floor)": get(r, "sat_E"), "alpha": get(r, "sat_alpha"),
-            "leave-largest-out error (power)": llo(r), "notes": notes(r),
-        })  # fmt: skip
-    return pd.DataFrame(rows)
+def _get(row: pd.Series, name: str, default: object = math.nan) -> object:
+    value = row.get(name, default)
+    return default if _missing(value) else value
+
+
+def interval_column(header: str, name: str, optional: bool = False, digits: int = 3) -> Column:
+    """`name` with `name_lo`, `name_hi` as `value [lo, hi]`."""
+    return Column(header, (name,), lambda r: ci(_get(r, name), _get(r, f"{name}_lo"),
+                                                _get(r, f"{name}_hi"), digits), optional)  # fmt: skip
+
+
+def number_column(header: str, name: str, digits: int = 3, optional: bool = False) -> Column:
+    def cell(r: pd.Series) -> str:
+        v = _get(r, name)
+        return "–" if _missing(v) else f"{float(v):.{digits}f}"
+
+    return Column(header, (name,), cell, optional)
+
+
+def _llo(row: pd.Series) -> str:
+    cell = ci(_get(row, "llo_power_err"), _get(row, "llo_power_err_lo"),
+              _get(row, "llo_power_err_hi"))  # fmt: skip
+    reason = plain(row.get("llo_power_note"))
+    return f"n/a: {reason}" if cell == "–" and reason else cell
+
+
+def _scales(row: pd.Series) -> str:
+    return f"{int(row['n_points'])} of {int(_get(row, 'n_scales', row['n_points']))}"
+
+
+def _seeds(row: pd.Series) -> str:
+    lo, hi = _get(row, "n_seeds"), _get(row, "n_seeds_max", _get(row, "n_seeds"))
+    return "–" if _missing(lo) else (f"{int(lo)}" if lo == hi else f"{int(lo)}–{int(hi)}")
+
+
+# The fits table, left to right. A new fits.csv column is one more entry here (optional=True
+# keeps the table unchanged for runs that do not have it).
+FIT_COLUMNS: list[Column] = [
+    Column("model", ("model",), lambda r: str(r["model"])),
+    Column("task", ("task",), lambda r: str(r["task"])),
+    Column("eval_task", ("eval_task",), lambda r: str(r["eval_task"])),
+    Column("metric", ("metric", "filter"), lambda r: f"{r['metric']},{r['filter']}"),
+    Column("scales fitted (log-log)", ("n_points",), _scales),
+    Column(
+        "seeds per N",
+        ("n_seeds",),
+        _seeds,
+        optional=True,
+        when=lambda f: f.get("n_seeds_max", f["n_seeds"]).max() > 1,
+    ),
+    interval_column("baseline (N=0)", "baseline"),
+    interval_column("1/b", "inv_b"),
+    interval_column("prefactor a", "prefactor"),
+    number_column("R² (log-log)", "r2"),
+    interval_column("1/b (binomial fit)", "binom_inv_b", optional=True),
+    number_column("lack-of-fit p", "lof_p", optional=True),
+    number_column("seed SD", "seed_sd", optional=True),
+    number_column("item SD", "item_sd", optional=True),
+    interval_column("E (error floor)", "sat_E"),
+    interval_column("alpha", "sat_alpha"),
+    Column("leave-largest-out error (power)", ("llo_power_err",), _llo),
+    Column("notes", (), notes),
+]
+
+
+def _shown(fits: pd.DataFrame, columns: Sequence[Column]) -> list[Column]:
+    def present(c: Column) -> bool:
+        if c.optional and not (c.needs[0] in fits and fits[c.needs[0]].notna().any()):
+            return False
+        return c.when is None or bool(c.when(fits))
+
+    return [c for c in columns if present(c)]
+
+
+def fits_table(fits: pd.DataFrame, columns: Sequence[Column] = FIT_COLUMNS) -> pd.DataFrame:
+    """The fitted parameters with their intervals, one row per curve (see FIT_COLUMNS)."""
+    shown = _shown(fits, columns)
+    rows = [{c.header: c.cell(r) for c in shown} for _, r in fits.iterrows()]
+    return pd.DataFrame(rows, columns=[c.header for c in shown])
 
 
 def inverse_table(inverse: pd.DataFrame) -> pd.DataFrame:
@@ -190,16 +277,22 @@ def budget_table(points: pd.DataFrame) -> pd.DataFrame:
     return _wide(points, ["model", "eval_task", "metric", "sft_fraction"], "budget", "B")
 
 
+ERROR_COLUMNS = ["model", "eval_task", "n", "responses", "incorrect", "format", "arithmetic",
+                 "reasoning", "other"]  # fmt: skip
+
+
 def errors_table(counts: pd.DataFrame) -> pd.DataFrame:
-    cols = [
-        "model",
-        "eval_task",
-        "n",
-        "responses",
-        "incorrect",
-        "format",
-        "arithmetic",
-        "reasoning",
-        "other",
-    ]
-    return counts[counts["budget"].isna()][cols].sort_values(["model", "eval_task", "n"])
+    """Wrong responses per category (they overlap; `incorrect` is the total). Without an LLM
+    judge the reasoning column says "not judged" (nobody looked; it is not zero); with one,
+    replies it could not read are counted beside it."""
+    if counts.empty:
+        return pd.DataFrame(columns=ERROR_COLUMNS)
+    scale = counts[counts["budget"].isna()].sort_values(["model", "eval_task", "n"])
+    out = scale[ERROR_COLUMNS].astype(object)
+    judged = scale["judged"].fillna(False).astype(bool)
+    out.loc[~judged, "reasoning"] = NOT_JUDGED
+    unread = pd.to_numeric(scale.get("judge_unreadable", pd.Series(0, index=scale.index)),
+                           errors="coerce").fillna(0)  # fmt: skip
+    for i in out.index[judged & (unread > 0)]:  # replies the judge gave that could not be read
+        out.loc[i, "reasoning"] = f"{out.loc[i, 'reasoning']} (+{int(unread[i])} unreadable)"
+    return out.rename(columns={"incorrect": "incorrect (total)"}).reset_index(drop=True)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from analysis_helpers import StubJudge
 
+from analysis import draw
 from analysis import figures as fg
 from analysis.cli import main
 from analysis.judge import JudgeConfig
@@ -52,17 +53,15 @@ def test_every_output_is_written(analysed):
             assert (out_dir / "tables" / f"{table}.{ext}").is_file(), (table, ext)
     stems = set(analysed.figures)
     assert stems == {
-        "fig1_scaling_sah_gsm8k", "fig1_scaling_sah_multihop",
-        "fig2_size_llama-3_sah_gsm8k", "fig2_size_llama-3_sah_multihop",
-        "fig3_errors_llama-3-70b_sah_gsm8k", "fig3_errors_llama-3-8b_sah_gsm8k",
-        *{f"fig_budget_{m}_{t}" for m in MODELS for t in TASKS},
+        "fig1_scaling", "fig2_size_llama-3", "fig3_errors_sah_gsm8k",
+        *{f"fig_budget_{m}" for m in MODELS},
     }  # fmt: skip
     for paths in analysed.figures.values():
         assert sorted(p.suffix for p in paths) == [".pdf", ".png"]
         assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert paths[1].read_bytes()[:5] == b"%PDF-"
     report = (out_dir / "report.md").read_text()
-    assert "figures/fig1_scaling_sah_gsm8k.png" in report and "1/b = " in report
+    assert "figures/fig1_scaling.png" in report and "1/b = " in report
     assert "\\toprule" in (out_dir / "tables" / "fits.tex").read_text()
 
 
@@ -119,34 +118,162 @@ def test_scaling_figure_objects(analysed):
     plt.close(fig)
 
 
-def test_size_budget_and_error_figure_objects(analysed):
-    pts = analysed.points_df[analysed.points_df["eval_task"] == "sah_gsm8k"]
+def _clean(fig) -> None:
+    """Every figure: no two texts overlap, none is cut off at the edge of the page."""
+    assert fg.text_overlaps(fig) == []
+    assert fg.text_outside(fig) == []
+    plt.close(fig)
+
+
+def _grid_panels(analysed):
+    opt = Options(out=analysed.run.run_dir / "analysis", level=0.9)
+    return draw.scaling_panels(analysed, draw.labels_of(opt))["synthetic"]
+
+
+def test_fig1_is_a_panel_grid_with_each_models_exponent_and_interval(analysed):
+    panels = _grid_panels(analysed)
     with fg.paper_style():
-        size = fg.size_figure(pts, "llama-3", "exact_match")
-        budget = fg.budget_figure(analysed.budget_df[(analysed.budget_df["eval_task"] == "sah_gsm8k")
-                                  & (analysed.budget_df["model"] == "llama-3-8b")], "b", "acc")  # fmt: skip
-        errs = analysed.errors_df
-        errors = fg.errors_figure(
-            errs[(errs["model"] == "llama-3-8b") & errs["budget"].isna()], "e"
-        )
-    ax = size.axes[0]
-    assert ax.get_xscale() == "log" and "model size" in ax.get_xlabel()
-    assert len(ax.containers) == pts["n"].nunique()
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        fig = fg.scaling_grid(panels, 0.9)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["GSM8K", "Multihop QA (HotpotQA)"]
+    assert [ax.get_ylabel() for ax in axes] == ["exact match (strict: #### answer)", "exact match"]
+    assert axes[0].get_shared_x_axes().joined(axes[0], axes[1])  # one N axis for all panels
+    fits = analysed.fits_df.set_index(["model", "eval_task"])
+    for ax, task in zip(axes, TASKS, strict=True):
+        assert ax.get_xscale() == "log" and len(ax.containers) == len(MODELS)
+        legend = ax.get_legend()
+        assert legend.get_title().get_text() == "1/b [90% interval]"
+        # Llama-3 8B before 70B: models by size, each with its own fitted 1/b and interval
+        expected = [
+            f"{r['inv_b']:.2f} [{r['inv_b_lo']:.2f}, {r['inv_b_hi']:.2f}]"
+            for r in (fits.loc[(m, task)] for m in ("llama-3-8b", "llama-3-70b"))
+        ]
+        assert [t.get_text() for t in legend.get_texts()] == expected
+    (top,) = fig.legends
+    assert [t.get_text() for t in top.get_texts()] == ["Llama-3 8B", "Llama-3 70B",
+                                                       "N = 0 (base model)"]  # fmt: skip
+    _clean(fig)
+
+
+def test_fig2_panels_per_eval_task_curves_per_n_at_the_true_sizes(analysed):
+    pts = analysed.points_df
+    panels = [fg.BandPanel(t, "exact match", pts[pts["eval_task"] == t]) for t in TASKS]
+    with fg.paper_style():
+        fig = fg.size_grid(panels, "Llama-3: score vs model size", 0.9)
+    assert len(fig.axes) == len(TASKS)
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log" and "model size" in ax.get_xlabel()
+        curves = [ln for ln in ax.lines if len(ln.get_xdata())]
+        assert len(curves) == pts["n"].nunique()  # one curve per N
+        for ln in curves:
+            assert sorted(ln.get_xdata()) == [8.0, 70.0]  # at the sizes, not shifted sideways
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["8B", "70B"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[0] == "N = 0 (base model)" and labels[1] == "N = 100"
-    ax = budget.axes[0]
-    assert ax.get_xscale() == "log" and len(ax.containers) == 2
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "SFT fraction r = 0.5",
-        "SFT fraction r = 1",
-    ]
-    ax = errors.axes[0]
+    assert labels[-1] == "shaded: 90% interval"
+    _clean(fig)
+
+
+def test_budget_figure_draws_every_fraction_at_its_own_budget(analysed):
+    budget = analysed.budget_df[analysed.budget_df["model"] == "llama-3-8b"]
+    panels = [fg.BandPanel(t, "acc", budget[budget["eval_task"] == t]) for t in TASKS]
+    with fg.paper_style():
+        fig = fg.budget_grid(panels, "Llama-3 8B", 0.9)
+    assert len(fig.axes) == len(TASKS)
+    for ax in fig.axes:
+        curves = [ln for ln in ax.lines if len(ln.get_xdata())]
+        assert len(curves) == 2
+        for ln in curves:  # the old sideways dodge put r = 0.5 and r = 1 at different budgets
+            assert sorted(ln.get_xdata()) == [1000.0, 5000.0]
+        assert len(ax.collections) == 2  # each fraction's interval as a band
+        assert ax.get_xscale() == "log" and "budget B" in ax.get_xlabel()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "SFT fraction r = 0.5", "SFT fraction r = 1 (SFT only)", "shaded: 90% interval"]  # fmt: skip
+    _clean(fig)
+
+
+def _error_bars(fig) -> dict[str, list[float]]:
+    ax = fig.axes[0]
+    return {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers}
+
+
+def test_fig3_leads_with_total_mistakes_and_says_categories_overlap(analysed):
+    errs = analysed.errors_df
+    counts = errs[(errs["model"] == "llama-3-8b") & errs["budget"].isna()].sort_values("n")
+    with fg.paper_style():
+        fig = fg.errors_figure(counts, "Llama-3 8B")
+    bars = _error_bars(fig)
+    assert list(bars) == ["total mistakes", "format (no #### answer)", "arithmetic slip",
+                          "reasoning (LLM judge)", "other"]  # fmt: skip
+    assert bars["total mistakes"] == counts["incorrect"].tolist()
+    assert bars["reasoning (LLM judge)"] == counts["reasoning"].tolist()
+    ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "100", "500", "1k", "5k", "10k"]
-    assert len(ax.containers) == 4  # format, arithmetic, reasoning (judged), other
-    assert len({c.patches[0].get_hatch() for c in ax.containers}) == 4
-    for fig in (size, budget, errors):
-        assert fg.text_overlaps(fig) == []
-        plt.close(fig)
+    assert len({c.patches[0].get_hatch() for c in ax.containers}) == 5  # greyscale-safe
+    assert fg.OVERLAP_NOTE in [" ".join(t.get_text().split()) for t in fig.texts]
+    assert not [t for t in ax.texts if t.get_gid() == fg.NOT_JUDGED_GID]
+    _clean(fig)
+
+
+def test_fig3_without_a_judge_shows_reasoning_as_not_judged_not_as_zero(analysed):
+    errs = analysed.errors_df
+    counts = errs[(errs["model"] == "llama-3-8b") & errs["budget"].isna()].assign(judged=False)
+    with fg.paper_style():
+        fig = fg.errors_grid([("Llama-3 8B", counts), ("Llama-3 70B", counts)], "GSM8K")
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        labels = [c.get_label() for c in ax.containers]
+        assert "reasoning (LLM judge)" not in labels  # no bar of height 0 for nobody looked
+        assert "other (incl. reasoning: not judged)" in labels
+        marks = [t for t in ax.texts if t.get_gid() == fg.NOT_JUDGED_GID]
+        assert len(marks) == len(counts) and {t.get_text() for t in marks} == {"not judged"}
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "reasoning: not judged (no --judge-url)" in legend
+    _clean(fig)
+
+
+def test_user_style_file_is_applied_on_top_of_the_study_style(analysed, tmp_path):
+    style = tmp_path / "mine.mplstyle"
+    style.write_text("axes.titlesize: 15\nlines.linewidth: 3\n")
+    panels = _grid_panels(analysed)
+    with fg.paper_style(style):
+        fig = fg.scaling_grid(panels, 0.9)
+        assert plt.rcParams["pdf.fonttype"] == 42  # the study's settings stay under the user's
+    assert fig.axes[0].title.get_fontsize() == 15
+    assert max(ln.get_linewidth() for ln in fig.axes[0].lines) == 3
+    plt.close(fig)
+    with fg.paper_style():
+        fig = fg.scaling_grid(panels, 0.9)
+    assert fig.axes[0].title.get_fontsize() == 9  # sah.mplstyle
+    plt.close(fig)
+    with pytest.raises(fg.FigureStyleError, match="missing.mplstyle does not exist"):
+        with fg.paper_style(tmp_path / "missing.mplstyle"):
+            pass
+
+
+def test_labels_and_style_options_reach_the_written_figures(analysed, tmp_path):
+    """`Options.labels` / `Options.style` (the CLI's --labels / --style) go through draw_all."""
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("tasks: {sah_gsm8k: Grade-school maths}\nmodels: {'llama-3-*': Llama}\n")
+    opt = Options(out=tmp_path / "out", n_boot=50, formats=("png",), progress=False)
+    opt.labels, opt.style = labels, None
+    out = types.SimpleNamespace(**{**vars(analysed), "figures": {}, "tables": []})
+    seen = []
+    real = fg.save
+
+    def keep(fig, folder, stem, formats=fg.FORMATS):
+        seen.append((stem, [ax.get_title() for ax in fig.axes], fig))
+        return real(fig, folder, stem, formats)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fg, "save", keep)
+        draw.draw_all(out, opt)
+    titles = dict((stem, t) for stem, t, _ in seen)
+    assert titles["fig1_scaling"][0] == "Grade-school maths"
+    md = (tmp_path / "out" / "tables" / "fits.md").read_text()
+    assert "Grade-school maths" in md and "| Llama " in md
+    assert "sah_gsm8k" in (tmp_path / "out" / "tables" / "fits.csv").read_text()  # ids in CSV
+    assert (tmp_path / "out" / "figures" / "fig1_scaling.png").is_file()
 
 
 def test_text_overlap_check_can_fail():
@@ -167,7 +294,7 @@ def test_cli_runs_is_deterministic_and_calls_facts100_hook(tmp_path, monkeypatch
     write_eval(facts, spec.eval_task, item_lines(spec, 0.1, 50, 0, seed=1))
     written = []
 
-    def facts100_outputs(run, out):
+    def facts100_outputs(run, out, **options):
         path = out / "figures" / "facts100.png"
         written.append((run, out))
         return [path]

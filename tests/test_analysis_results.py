@@ -331,3 +331,20 @@ def test_copied_budget_checkpoint_is_refused(tmp_path):
                        match=r"B1000_r0.25, .*B1000_r0.25_copy .*budget=1000, sft_fraction=0.25, "
                              r"seed=0"):  # fmt: skip
         load_run(tmp_path / "exp", progress=False)
+
+
+def test_samples_read_in_worker_processes_give_the_same_items_and_warnings(run_dir, monkeypatch):
+    """Large runs parse their samples files in a process pool; the result must not differ."""
+    import analysis.results as results
+
+    bad = next((run_dir / "llama-3-8b" / "ifeval" / "n100").rglob("samples_*.jsonl"))
+    bad.write_text("{not json\n")
+    monkeypatch.setattr(results, "_PARALLEL_FROM", 10**9)
+    serial = load_run(run_dir, progress=False)
+    monkeypatch.setattr(results, "_PARALLEL_FROM", 2)
+    pooled = load_run(run_dir, progress=False)
+    assert pooled.items.keys() == serial.items.keys() and len(serial.items) > 0
+    for key, items in serial.items.items():
+        np.testing.assert_array_equal(pooled.items[key].num, items.num)
+    assert pooled.warnings == serial.warnings
+    assert any(str(bad) in w and "per-item scores unusable" in w for w in pooled.warnings)
