@@ -160,12 +160,23 @@ def draw_errors(out: Outputs, folder: Path, opt: Options, labels: Labels) -> Non
     scale = errs[errs["budget"].isna()] if not errs.empty else errs
     for g, rows in _groups(scale, ["experiment", "task", "eval_task"]):
         models = sorted(rows["model"].unique(), key=lambda m: model_order(str(m)))
-        panels = [(labels.model(m), rows[rows["model"] == m]) for m in models]
+        panels = [(labels.model(m), seed_mean(rows[rows["model"] == m])) for m in models]
         title = f"Error categories on {_panel_title(out, g['task'], g['eval_task'], labels)}"
+        if rows.groupby(["model", "n"])["checkpoint"].nunique().max() > 1:
+            title += " (mean over training seeds)"
         fig = fg.errors_grid(panels, title.replace("\n", " "), labels)
         task = g["task"] if _trainings(out, g["eval_task"]) > 1 else None
         _save(out, fig, folder, _stem(out, "fig3_errors", g["experiment"], task, g["eval_task"]),
               opt)  # fmt: skip
+
+
+def seed_mean(counts: pd.DataFrame) -> pd.DataFrame:
+    """One bar group per N: the category counts averaged over that N's training seeds."""
+    numeric = ["responses", "correct", "incorrect", "format", "arithmetic", "reasoning", "other",
+               "judge_unreadable"]  # fmt: skip
+    numeric = [c for c in numeric if c in counts]
+    agg = {c: "mean" for c in numeric} | {"judged": "all"}
+    return counts.groupby("n", as_index=False).agg(agg)
 
 
 # ------------------------------------------------------------------------------ budget

@@ -198,7 +198,8 @@ def error_counts(
         row: dict[str, Any] = {
             "experiment": ckpt.experiment, "model": ckpt.model, "task": ckpt.task,
             "eval_task": eval_task, "n": ckpt.n, "budget": ckpt.budget,
-            "sft_fraction": ckpt.sft_fraction, "checkpoint": ckpt_id, "responses": len(graded),
+            "sft_fraction": ckpt.sft_fraction, "seed": ckpt.seed, "checkpoint": ckpt_id,
+            "responses": len(graded),
             "correct": sum(g.correct for g in graded),
         }  # fmt: skip
         row["incorrect"] = row["responses"] - row["correct"]
@@ -209,7 +210,7 @@ def error_counts(
         row["judged"] = judge is not None
         row["judge_unreadable"] = unread
         rows.append(row)
-    columns = ["experiment", "model", "task", "eval_task", "n", "budget", "sft_fraction",
+    columns = ["experiment", "model", "task", "eval_task", "n", "budget", "sft_fraction", "seed",
                "checkpoint", "responses", "correct", "incorrect", *CATEGORIES, "judged",
                "judge_unreadable"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)

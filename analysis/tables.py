@@ -277,7 +277,7 @@ def budget_table(points: pd.DataFrame) -> pd.DataFrame:
     return _wide(points, ["model", "eval_task", "metric", "sft_fraction"], "budget", "B")
 
 
-ERROR_COLUMNS = ["model", "eval_task", "n", "responses", "incorrect", "format", "arithmetic",
+ERROR_COLUMNS = ["model", "eval_task", "n", "seed", "responses", "incorrect", "format", "arithmetic",
                  "reasoning", "other"]  # fmt: skip
 
 
@@ -287,8 +287,10 @@ def errors_table(counts: pd.DataFrame) -> pd.DataFrame:
     replies it could not read are counted beside it."""
     if counts.empty:
         return pd.DataFrame(columns=ERROR_COLUMNS)
-    scale = counts[counts["budget"].isna()].sort_values(["model", "eval_task", "n"])
-    out = scale[ERROR_COLUMNS].astype(object)
+    columns = [c for c in ERROR_COLUMNS if c in counts]  # `seed` is new: older frames lack it
+    keys = [c for c in ("model", "eval_task", "n", "seed") if c in counts]
+    scale = counts[counts["budget"].isna()].sort_values(keys)
+    out = scale[columns].astype(object)
     judged = scale["judged"].fillna(False).astype(bool)
     out.loc[~judged, "reasoning"] = NOT_JUDGED
     unread = pd.to_numeric(scale.get("judge_unreadable", pd.Series(0, index=scale.index)),
