@@ -153,6 +153,14 @@ def _grid(n_panels: int, panel_w: float, panel_h: float, max_cols: int = 3,
     return fig, flat[:n_panels]
 
 
+def fit_label(text: str, length_in: float) -> str:
+    """`text` wrapped onto lines that fit `length_in` inches (a y label longer than its panel is
+    cut off at the figure's edge)."""
+    size = matplotlib.font_manager.FontProperties(size=plt.rcParams["axes.labelsize"])
+    chars = max(12, int(length_in * 72 / (0.55 * size.get_size_in_points())))
+    return textwrap.fill(text, chars)
+
+
 def _yerr(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
     err = np.vstack([values - lo, hi - values])
     return None if np.all(np.isnan(err)) else np.clip(np.nan_to_num(err), 0.0, None)
@@ -369,8 +377,8 @@ def _band_grid(panels: Sequence[BandPanel], kind: _BandKind, title: str,
     for ax, panel in zip(axes, panels, strict=True):
         for key, rows in panel.points.groupby(kind.series, sort=True):
             _band_series(ax, rows, kind.x, styles[key], kind.name(key), key == kind.baseline)
-        _log_x(ax, kind.xlabel, panel.points[kind.x].to_numpy(float), fmt=kind.xfmt)
-        ax.set_ylabel(panel.ylabel)
+        _log_x(ax, fit_label(kind.xlabel, 2.0), panel.points[kind.x].to_numpy(float), fmt=kind.xfmt)
+        ax.set_ylabel(fit_label(panel.ylabel, 1.5))  # the axes part of a 2.2 in panel
         ax.set_title(panel.title)
     base = {"linestyle": BASELINE_STYLE, "markerfacecolor": "white"}
     handles = [styles[k].handle(kind.name(k), **(base if k == kind.baseline else {}))
