@@ -5,13 +5,12 @@ lm_eval --include_path "$(python -m sah_tasks path)" --tasks 'sah_*' ...
 
 from __future__ import annotations
 
-import argparse
-
 from sah_tasks import TASKS_DIR
+from sah_tasks.common.cli import SahParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = SahParser(
         prog="python -m sah_tasks",
         description="Locate the sah lm-eval task folder.",
         epilog="Example: lm_eval --include_path \"$(python -m sah_tasks path)\" --tasks 'sah_*' ...",

@@ -3,7 +3,8 @@
 Every flag and subcommand of `lm_eval` (run / ls / validate, and the legacy no-subcommand form)
 works unchanged; a user's own `--include_path` is kept and searched after ours, so a user task can
 override a shipped one of the same name. Subcommands of our own (e.g. `sweep`) are dispatched here
-before lm-eval parses anything.
+before lm-eval parses anything. `sah-eval ls` lists sah's tasks only; `sah-eval ls tasks --all`
+lists lm-eval's built-in ones too (about 14,700 names).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from sah_tasks import TASKS_DIR
 
 # Our own subcommands: name -> "module:function" taking argv (the arguments after the name).
 EXTRA_COMMANDS: dict[str, str] = {"sweep": "sah_tasks.sweep:main"}
+# `sah-eval ls` lists sah's tasks (and a user's --include_path) only: lm-eval's ~14.7k built-in
+# names drown them (and indexing them costs seconds). This flag of ours brings them back.
+LS_ALL_FLAG = "--all"
+_INCLUDE_DEFAULTS = True  # False for `sah-eval ls` without --all, and runs of sah_* tasks only
 
 
 def _with_sah_tasks(include_path):
@@ -46,6 +52,8 @@ def install_task_path() -> None:
 
     @functools.wraps(init)
     def __init__(self, *args, include_path=None, **kwargs):
+        if not _INCLUDE_DEFAULTS:
+            kwargs["include_defaults"] = False
         init(self, *args, include_path=_with_sah_tasks(include_path), **kwargs)
 
     __init__._sah_wrapped = True  # type: ignore[attr-defined]
@@ -95,16 +103,57 @@ def _resolve(target: str) -> Callable[[list[str]], int | None]:
     return getattr(importlib.import_module(module), func)
 
 
+def _ls_scope(argv: list[str]) -> tuple[list[str], bool]:
+    """(argv without our --all flag, whether lm-eval's built-in tasks are listed too)."""
+    if not argv or argv[0] != "ls":
+        return argv, True
+    if LS_ALL_FLAG in argv:
+        return [a for a in argv if a != LS_ALL_FLAG], True
+    return argv, False
+
+
+def _requested_tasks(argv: list[str]) -> list[str]:
+    """The comma-separated names of `--tasks` / `-t` (the last one given, as argparse does)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg in ("--tasks", "-t") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--tasks="):
+            value = arg.split("=", 1)[1]
+    return [t.strip() for t in (value or "").split(",") if t.strip()]
+
+
+def only_sah_tasks(argv: list[str]) -> bool:
+    """A run (or validate) whose every task name or glob starts with `sah_`: lm-eval's built-in
+    tasks cannot match, so their index (~14.7k names, seconds per process) need not be built.
+    A task given as a YAML file or folder keeps the full index."""
+    if argv and argv[0] in ("ls",):
+        return False
+    tasks = _requested_tasks(argv)
+    return bool(tasks) and all(t.startswith("sah_") and not Path(t).exists() for t in tasks)
+
+
 def main(argv: list[str] | None = None) -> None:
+    global _INCLUDE_DEFAULTS, _SKIPPING
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTRA_COMMANDS:
         sys.exit(_resolve(EXTRA_COMMANDS[argv[0]])(argv[1:]) or 0)
+    argv, with_defaults = _ls_scope(argv)
+    if argv[:1] == ["ls"] and not with_defaults and not {"-h", "--help"} & set(argv):
+        print(
+            f"sah-eval ls: sah's tasks only (and --include_path); add {LS_ALL_FLAG} for "
+            "lm-eval's built-in tasks too",
+            file=sys.stderr,
+        )
     install_task_path()
     install_skip_unloadable()
     from lm_eval.__main__ import cli_evaluate
 
-    global _SKIPPING
+    SKIPPED.clear()  # main() may run more than once in a process (tests, notebooks)
     sys.argv = ["sah-eval", *argv]
+    # Both switches hold only while this command runs, so an in-process caller's later
+    # TaskManagers see lm-eval's defaults again.
+    _INCLUDE_DEFAULTS = with_defaults and not only_sah_tasks(argv)
     _SKIPPING = True
     try:
         cli_evaluate()
@@ -112,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         print("sah-eval: interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
-        _SKIPPING = False
+        _SKIPPING, _INCLUDE_DEFAULTS = False, True
     if SKIPPED:
         names = ", ".join(task for task, _ in SKIPPED)
         print(

@@ -15,7 +15,6 @@ checkpoints and the finished evaluations.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from sah_tasks.common.cli import SahParser
 from sah_tasks.experiment import load_experiment, run_experiment
 from sah_tasks.synthetic import pretraining_corpus, split, write_jsonl
 
@@ -90,13 +90,14 @@ def accuracy_table(run_dir: Path) -> list[tuple[int, float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sah_tasks.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = SahParser(prog="python -m sah_tasks.demo", description=__doc__)
     p.add_argument(
         "--out", type=Path, default=Path("demo_runs"), help="where everything is written"
     )
-    p.add_argument("--scales", type=int, nargs="+", default=[0, 16, 64, 256, 1024])
-    p.add_argument("--pretrain_steps", type=int, default=150)
+    p.add_argument("--scales", type=int, nargs="+", default=[0, 16, 64, 256, 1024],
+                   help="data scales N to fine-tune at (0 = the base model)")  # fmt: skip
+    p.add_argument("--pretrain_steps", type=int, default=150,
+                   help="pre-training steps of the tiny base model")  # fmt: skip
     p.add_argument("--epochs", type=int, default=3, help="SFT epochs at every scale")
     p.add_argument("--n_test", type=int, default=100, help="synthetic test problems")
     p.add_argument("--quick", action="store_true", help="CI form: scales 0 and 512, 60 test items")

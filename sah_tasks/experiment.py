@@ -5,37 +5,20 @@ run directory, so a stage that was interrupted (or already done) is simply run a
 skip completed scales, the sweep skips finished (checkpoint, task) units, and the analysis is
 recomputed from the files on disk.
 
-    sah run configs/paper/llama3-8b-gsm8k.yaml                 # everything
-    sah run configs/paper/llama3-8b-gsm8k.yaml --stages eval,analyse
-    sah run configs/paper/llama3-8b-gsm8k.yaml --dry_run       # print the commands only
+    sah run configs/paper/experiments/llama3-8b.yaml                       # everything
+    sah run configs/paper/experiments/llama3-8b.yaml --stages eval,analyse
+    sah run configs/paper/experiments/llama3-8b.yaml --dry_run             # print the commands only
 
-Experiment YAML:
-
-    experiment: llama3-8b-gsm8k          # run directory: <output_root>/<experiment>
-    output_root: runs
-    env: {SAH_GSM8K_DATA: data/test.jsonl}   # optional, set for every stage
-    train:                               # one entry per trainer invocation (all its scales)
-      - script: sft                      # sft | dpo
-        config: configs/paper/llama3-8b-gsm8k-sft.yaml
-        launcher: per_unit               # python | accelerate | per_unit (FSDP/DeepSpeed)
-        accelerate_config: configs/accelerate/single_gpu.yaml
-        args: []                         # extra CLI overrides for the trainer
-    eval:                                # a mapping, or a list of them
-      - tasks: [sah_gsm8k, sah_gsm8k_fewshot]   # a list, also for one task
-        checkpoints: "*/gsm8k/*"         # optional glob on checkpoint paths
-        backend: vllm                    # vllm | hf
-        args: [--gpu_memory_utilization, "0.9"]   # any `sah-eval sweep` flags
-    analysis:
-      args: []                           # any `python -m analysis` flags
-
-`tasks` and every `args` are YAML lists: a string there (`tasks: sah_gsm8k`, `args: --limit 5`)
-is an error naming the field, never split into characters. Before any stage starts, the
-trainer configs and accelerate configs of the selected stages must exist.
+The experiment YAML's schema (every key, its default, and the command each stage runs) is
+docs/experiment.md; `SCHEMA_DOC` names it, and a test checks that it documents every field of
+the dataclasses below. `tasks` and every `args` are YAML lists: a string there
+(`tasks: sah_gsm8k`, `args: --limit 5`) is an error naming the field, never split into
+characters. Before any stage starts, the trainer configs and accelerate configs of the selected
+stages must exist.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -45,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from sah_tasks.common.cli import SahParser
 from sah_tasks.common.text import not_utf8
 from trainers.processes import FORWARDED, run_forwarding
 
@@ -53,6 +37,8 @@ TRAINER_SCRIPTS = {"sft": "trainers/sft.py", "dpo": "trainers/dpo.py"}
 # python: one process for all scales; accelerate: `accelerate launch` of the same; per_unit:
 # `python -m trainers.launch`, one accelerate process per scale (what FSDP/DeepSpeed need).
 LAUNCHERS = ("python", "accelerate", "per_unit")
+SCHEMA_DOC = "docs/experiment.md"  # the experiment YAML's schema, in the repository
+EXAMPLE = "configs/paper/experiments/llama3-8b.yaml"
 
 
 class ExperimentError(ValueError):
@@ -275,21 +261,35 @@ def run_experiment(exp: Experiment, stages: tuple[str, ...] = STAGES, dry_run: b
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> SahParser:
+    parser = SahParser(
         prog="sah",
         description="Run a whole post-training scaling experiment: train -> evaluate -> analyse.",
-        epilog="The experiment YAML is described in docs/reproduce.md (example: configs/paper/).",
+        epilog=(
+            f"The experiment YAML (every key, its default, what each stage runs): {SCHEMA_DOC}\n"
+            f"Example: sah run {EXAMPLE} --dry_run"
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run (or resume) an experiment from its YAML")
-    run.add_argument("config", type=Path, help="experiment YAML (see docs/reproduce.md)")
+    run = sub.add_parser(
+        "run",
+        help="run (or resume) an experiment from its YAML",
+        description="Run (or resume) an experiment: each stage skips finished work.",
+        epilog=f"Schema of the experiment YAML: {SCHEMA_DOC}",
+        formatter_class=parser.formatter_class,
+    )
+    run.add_argument("config", type=Path, help=f"experiment YAML (schema: {SCHEMA_DOC})")
     run.add_argument(
         "--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES)
     )
     run.add_argument(
         "--dry_run", action="store_true", help="print the commands without running them"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     bad = [s for s in stages if s not in STAGES]

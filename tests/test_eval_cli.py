@@ -82,10 +82,64 @@ def test_plain_lm_eval_with_include_path(tiny_model_dir, fixtures_dir, tmp_path)
     _assert_every_task_scored(_results(out), {"sah_gsm8k", "sah_ifeval", "sah_multihop"})
 
 
-def test_sah_eval_ls_lists_our_tasks():
+def test_sah_eval_ls_lists_our_tasks_only_by_default():
+    """`sah-eval ls tasks` used to print lm-eval's ~14.7k built-in names (14,718 lines)."""
     proc = subprocess.run(
         [str(BIN / "sah-eval"), "ls", "tasks"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for task in CORE_METRICS:
         assert f"|{task} " in proc.stdout, task
+    assert "|hellaswag " not in proc.stdout and "|gsm8k " not in proc.stdout
+    assert len(proc.stdout.splitlines()) < 100, len(proc.stdout.splitlines())
+    assert "--all" in proc.stderr  # says how to see lm-eval's built-in tasks
+
+
+def test_sah_eval_ls_all_keeps_lm_evals_tasks(monkeypatch):
+    """`--all` is ours: it is removed before lm-eval parses, and the index keeps its built-ins."""
+    from sah_tasks import cli
+
+    seen: dict = {}
+    monkeypatch.setattr(cli, "_INCLUDE_DEFAULTS", True)  # restored after the test
+
+    def fake_cli_evaluate():
+        seen["argv"] = list(sys.argv)
+        seen["defaults"] = cli._INCLUDE_DEFAULTS
+
+    monkeypatch.setattr("lm_eval.__main__.cli_evaluate", fake_cli_evaluate)
+    cli.main(["ls", "tasks", "--all"])
+    assert seen == {"argv": ["sah-eval", "ls", "tasks"], "defaults": True}
+    cli.main(["ls", "tasks"])
+    assert seen == {"argv": ["sah-eval", "ls", "tasks"], "defaults": False}
+    assert cli._INCLUDE_DEFAULTS is True  # restored for later TaskManagers in this process
+    cli.main(["run", "--tasks", "hellaswag", "--all"])  # only `ls` knows --all
+    assert seen["argv"][-1] == "--all" and seen["defaults"] is True
+
+
+@pytest.mark.parametrize(
+    "argv, sah_only",
+    [
+        (["--tasks", "sah_gsm8k", "--model", "hf"], True),
+        (["run", "--tasks", "sah_*"], True),
+        (["run", "-t", "sah_core,sah_gsm8k_maj"], True),
+        (["run", "--tasks=sah_ifeval"], True),
+        (["run", "--tasks", "sah_gsm8k,hellaswag"], False),  # a built-in task: full index
+        (["run", "--tasks", "gsm8k"], False),
+        (["run", "--model", "hf"], False),
+        (["ls", "tasks", "--tasks", "sah_x"], False),
+    ],
+)
+def test_runs_of_sah_tasks_skip_lm_evals_builtin_index(argv, sah_only):
+    """A run of sah tasks only need not index lm-eval's ~14.7k built-in names (seconds per
+    process: benchmark in docs/tasks.md's note); a task YAML path keeps the full index."""
+    from sah_tasks import cli
+
+    assert cli.only_sah_tasks(argv) is sah_only
+
+
+def test_task_given_as_a_file_keeps_the_full_index(tmp_path, monkeypatch):
+    from sah_tasks import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sah_mine.yaml").write_text("task: sah_mine\n")
+    assert cli.only_sah_tasks(["--tasks", "sah_mine.yaml"]) is False
