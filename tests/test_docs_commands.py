@@ -204,10 +204,10 @@ COMMANDS: dict[str, Entry] = {
                         expect="sah_tasks.demo"),
     "make test": static("setup", "this very suite; here: make's plan", run="make -n test",
                         expect="pytest"),
-    'make demo TORCH_CPU_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"': static(
+    'make demo TORCH_CPU_PIP_ARGS="--index-url https://my.mirror/whl/cpu"': static(
         "setup", "the torch knob reaches pip (make's plan, no install)",
         run="{cmd}", subs=(("make demo", "make -n demo"),),
-        expect='"torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu'),
+        expect='"torch==2.13.0" --index-url https://my.mirror/whl/cpu'),
     "pip install -e '.[vllm]'": static("setup", "GPU install; the extra must exist",
                                        run=extras_exist("vllm")),
     "sah-eval --model vllm --model_args pretrained=meta-llama/Meta-Llama-3-8B,dtype=bfloat16,gpu_memory_utilization=0.9 --tasks 'sah_*' --batch_size auto --confirm_run_unsafe_code --log_samples --output_path runs/llama3-8b/eval":
@@ -362,7 +362,21 @@ COMMANDS: dict[str, Entry] = {
     "sah-eval --model vllm --model_args pretrained=PATH --tasks sah_multihop": static("gpu", "vLLM, hub data"),
     "SAH_MULTIHOP_DATA=tests/fixtures/multihop_subqa.jsonl sah-eval --model hf --model_args pretrained=PATH,dtype=float32 --device cpu --tasks sah_multihop":
         cpu("tiny model", run=f"{{cmd}} {SMALL_EVAL}", full="{cmd}", needs=("tiny-model",), subs=TINY),
+    "python -m analysis.hub runs/paper --repo_id my-lab/sah-results --dry_run": cpu(
+        "lists what it would push, of an analysed synthetic run", needs=("analysed",),
+        subs=(("runs/paper", "seeds/synthetic"),), expect="report.md"),
+    "python -m analysis.hub runs/paper --repo_id my-lab/sah-results --private": static(
+        "hub", "a hub token and network; tests/test_analysis_hub.py pushes to a local mock hub"),
     # --- docs/training.md
+    "python trainers/sft.py --config configs/demo/sft_tiny.yaml --seeds 0 1 2": cpu(
+        "three seeds of the tiny run, one scale",
+        run="{cmd} --scales 0 8 --max_steps 1 --experiment demo-seeds", needs=("tiny-model",),
+        full="{cmd} --experiment demo-seeds"),
+    "pip install -e '.[wandb]'": static("setup", "the extra must exist",
+                                        run=extras_exist("wandb", "tensorboard")),
+    "python trainers/sft.py --config configs/demo/sft_tiny.yaml --report_to wandb --logging_steps 1":
+        static("hub", "needs the [wandb] extra and an account (tests/test_trainers_tracking.py "
+               "checks the error without the extra)"),
     "python -c \"from trainers.tiny_model import build_tiny_model; build_tiny_model('runs/tiny-model')\"":
         cpu("seconds"),
     "python trainers/sft.py --config configs/demo/sft_tiny.yaml": cpu(
@@ -516,8 +530,12 @@ NEEDS = {
         "seeds/synthetic",
         "python -m analysis.synthetic seeds --seeds 3 --seed-sd 0.15",
     ),
+    "analysed": (
+        "seeds/synthetic/analysis/report.md",
+        "python -m analysis seeds/synthetic --n-boot 20 --formats png --quiet",
+    ),
 }
-NEEDS_FIRST = {"demo-run": ("tiny-model",)}
+NEEDS_FIRST = {"demo-run": ("tiny-model",), "analysed": ("synthetic-seeds",)}
 
 
 # Entry points run inside this pytest process (the console script's own function, with the

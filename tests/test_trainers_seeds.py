@@ -106,3 +106,13 @@ def test_push_to_hub_gives_every_scale_its_own_repo(tiny_model_dir, tmp_path):
     ids = {sft.scale_training_args(run, n, sft.scale_dir(run, sft.describe_run_model(run), n))
            .hub_model_id for n in (8, 16)}  # fmt: skip
     assert ids == {"lab/tiny-gsm8k-n8-seed0", "lab/tiny-gsm8k-n16-seed0"}
+
+
+def test_a_fixed_subset_seed_keeps_training_seeds_apart(tiny_model_dir, tmp_path):
+    """With `subset_seed` fixed, seeds differ only in training: the manifest's `seed` (what the
+    analysis tells seeds apart by) is the training seed; the subsets are the same."""
+    run = sft.parse_args(sft_argv(tiny_model_dir, tmp_path, "--scales", "4", "--seeds", "0", "7",
+                                  "--subset_seed", "3", "--max_steps", "1"))  # fmt: skip
+    a, b = (read_manifest(d) for d in sft.run_sft(run))
+    assert (a["seed"], b["seed"]) == (0, 7)
+    assert a["subset_hash"] == b["subset_hash"] and a["config"]["subset"]["seed"] == 3

@@ -452,7 +452,7 @@ def budget_manifest(
         size_b=base.size_b,
         task=run.budget.task,
         n=split.budget,
-        seed=run.seed,
+        seed=run.training.seed,  # the training seed (the subsets' is config.split.seed)
         stage=split.stage,  # type: ignore[arg-type]
         model_path=".",
         lora=bool(run.model.use_peft),

@@ -243,7 +243,7 @@ def plan_scale(run: SFTRun, pool: Pool, base: BaseModel, n: int) -> ScalePlan:
         size_b=base.size_b,
         task=run.scale.task,
         n=n,
-        seed=run.seed,
+        seed=run.training.seed,  # the training seed (the subset seed is config.subset.seed)
         stage="sft" if n > 0 else "base",
         model_path=_model_path(run, base, run_dir, n),
         lora=bool(run.model.use_peft) and n > 0,
