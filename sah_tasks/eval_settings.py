@@ -22,6 +22,16 @@ LM_EVAL_FLAGS = (
     "gen_kwargs", "seed", "metadata", "use_cache", "limit", "batch_size", "max_batch_size",
     "device", "confirm_run_unsafe_code", "wandb_args", "hf_hub_log_args",
 )  # fmt: skip
+# Where the sweep's meaning or default differs from `lm_eval run`'s help text.
+SWEEP_HELP = {
+    "batch_size": "per-model batch size: 'auto' (the largest that fits, detected once per "
+    "loaded model and reused for all of its tasks), 'auto:N' (re-detected N times per call), "
+    "or an integer (default: auto; on a CPU a small integer such as 4 skips the detection)",
+    "max_batch_size": "upper bound of --batch_size auto's detection (default: 64); on vLLM "
+    "the most sequences per engine step (max_num_seqs)",
+    "device": "device of the hf backend (e.g. cuda, cuda:0, cpu); default: lm-eval's (cuda "
+    "when available)",
+}
 DEFAULT_SEEDS = [0, 1234, 1234, 1234]  # lm-eval's: python, numpy, torch, few-shot
 
 
@@ -36,6 +46,7 @@ def add_lm_eval_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("lm-eval evaluation settings (as in `lm_eval run`)")
     for action in lm_eval_run_parser()._actions:
         if action.dest in LM_EVAL_FLAGS:
+            action.help = SWEEP_HELP.get(action.dest, action.help)
             group._add_action(action)
     group.add_argument(
         "--no_apply_chat_template",

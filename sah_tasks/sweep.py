@@ -5,10 +5,12 @@ for all of its tasks. Every checkpoint is scored as itself (`Checkpoint.serving`
 weights, its base + its adapter when a LoRA run was not merged, the checkpoint a pointer names
 (a budget run with r = 1), the base at the manifest's pinned revision for n0. With vLLM + LoRA,
 one engine per base model serves every adapter on it and the base itself, switching the adapter
-per request; nothing else is routed to that engine. Each (checkpoint, task) unit writes lm-eval's
-own files into `<checkpoint>/eval/<task>/`; the results file is moved into place last, so its
-presence marks the unit done, a rerun skips it, and a killed run leaves nothing that looks
-complete. A checkpoint that cannot be loaded is reported; the rest of the sweep goes on.
+per request; nothing else is routed to that engine. All tasks of a checkpoint go to lm-eval in
+one call (sah_tasks/pooled.py), and on such an engine the prompts of all of its adapters are
+generated in one call (sah_tasks/mixed.py); `--per_unit` makes one call per unit instead. Each
+(checkpoint, task) unit writes lm-eval's own files into `<checkpoint>/eval/<task>/`; the results
+file is moved into place last, so its presence marks the unit done, a rerun skips it, and a
+killed run leaves nothing that looks complete. A checkpoint that cannot be loaded is reported; the rest of the sweep goes on.
 
 Scaling out: `--shard i/n` takes every n-th *checkpoint* of the sorted list of all of them (done
 or not), with all of its tasks, so n processes (GPUs, nodes, a SLURM array) cover everything
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import gc
 import json
 import logging
@@ -26,7 +29,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -249,6 +253,26 @@ def take_shard(units: Sequence[Unit], index: int, count: int) -> list[Unit]:
     return [u for u in units if u.checkpoint.rel in mine]
 
 
+SAH_TASK_PREFIX = "sah_"
+
+
+def task_manager_for(patterns: Sequence[str], metadata: dict[str, Any] | None = None):
+    """lm-eval's task index, only as large as the requested tasks need.
+
+    Indexing lm-eval's ~14.7k built-in tasks costs seconds per process; sah's own folder alone
+    ~0.01 s. No built-in task name starts with `sah_`, so patterns that all do can only match
+    sah's tasks, and the small index gives the same tasks; any other pattern gets the whole
+    index, as in `lm_eval`.
+    """
+    from sah_tasks.cli import install_task_path
+
+    install_task_path()
+    from lm_eval.tasks.manager import TaskManager  # the class itself, wherever it is re-exported
+
+    ours = all(p.startswith(SAH_TASK_PREFIX) for p in patterns)
+    return TaskManager(include_defaults=not ours, metadata=metadata)
+
+
 def expand_tasks(patterns: Sequence[str], task_manager) -> list[str]:
     """Task names and globs ('sah_*') -> concrete task names; a tag expands to its member tasks."""
     from lm_eval.tasks._index import Kind
@@ -324,6 +348,8 @@ class SweepOptions:
     max_batch_size: int | None = None
     hf_hub_log_args: dict[str, Any] | None = None
     wandb_args: dict[str, Any] | None = None
+    # all tasks of a checkpoint in one lm-eval call (False: one call per unit, as before)
+    pooled: bool = True
 
     def __post_init__(self) -> None:
         self.gen_kwargs = eval_settings.normalise_kwargs(self.gen_kwargs, "gen_kwargs")
@@ -423,9 +449,18 @@ def engine_model_args(group: EngineGroup, opts: SweepOptions) -> str:
         if adapters:  # lm-eval enables LoRA on the engine when it is given an adapter path
             kw["lora_local_path"] = adapters[0]
             kw["max_lora_rank"] = AdapterBook(adapters).max_rank
+            given = {p.split("=", 1)[0].strip() for p in opts.model_args.split(",")}
+            if spec.switching and opts.pooled and not given & {"max_loras", "max_cpu_loras"}:
+                slots = min(len(set(adapters)), MAX_LORAS)  # mixed in one batch: one per adapter
+                kw["max_loras"] = kw["max_cpu_loras"] = slots
     elif spec.adapter is not None:
         kw["peft"] = spec.adapter
     return _model_args(spec.weights, opts.model_args, **kw)
+
+
+# vLLM preallocates GPU memory for each of `max_loras` adapter slots; beyond this many the
+# engine schedules the adapters in waves (still one generate call), which costs little.
+MAX_LORAS = 8
 
 
 def _model_args(base: str, extra: str, **kw: Any) -> str:
@@ -449,8 +484,36 @@ def check_backend(backend: str) -> None:
 def _load_lm(model_args: str, opts: SweepOptions):
     from lm_eval.api.registry import get_model
 
-    extra = {"batch_size": opts.batch_size, "device": opts.device}
-    return get_model(opts.backend).create_from_arg_string(model_args, extra)
+    extra = {"batch_size": opts.batch_size, "max_batch_size": opts.max_batch_size,
+             "device": opts.device}  # fmt: skip
+    lm = get_model(opts.backend).create_from_arg_string(model_args, extra)
+    detect_batch_size_once(lm)
+    return lm
+
+
+def detect_batch_size_once(lm) -> None:
+    """Detect `--batch_size auto` once per loaded model, not once per unit.
+
+    lm-eval's HF model re-runs its detection (5 forward passes of a full-length batch at every
+    size it tries) inside each `generate_until` / `loglikelihood_rolling` call, i.e. for every
+    (checkpoint, task) unit. Without requests the detection depends only on the model, its
+    maximum length and the device, so its first answer is reused for every later call on the
+    same model. The per-request detection of `auto:N` is cached by lm-eval itself.
+    """
+    detect = getattr(lm, "_detect_batch_size", None)
+    if detect is None or not str(getattr(lm, "batch_size", "")).startswith("auto"):
+        return
+    found: list[int] = []
+
+    @functools.wraps(detect)
+    def once(requests=None, pos: int = 0) -> int:
+        if requests:
+            return detect(requests, pos)
+        if not found:
+            found.append(detect())
+        return found[0]
+
+    lm._detect_batch_size = once
 
 
 def _close(lm) -> None:
@@ -545,65 +608,95 @@ def evaluate_unit(
     Returns False when, once the lock is held, the unit turns out to be done already (another
     sweep finished it). Results from another request are set aside only with `overwrite`.
     """
-    from lm_eval import simple_evaluate
-    from lm_eval.loggers import EvaluationTracker
-
     request = (
         request if request is not None else unit_request(unit, ledger.Ledger(task_manager), opts)
     )
     with unit_lock(unit.lock_path):
-        state, why = ledger.status(unit.out_dir, unit.task, request)
-        if state == "done":
+        if not claim(unit, request, opts):
             return False
-        if state == "stale" and not opts.overwrite:
-            raise SweepError(f"{why}; pass --overwrite to replace it")
-        if state in ("stale", "torn"):
-            log.warning("setting aside %s (%s) into %s/", unit.out_dir, why, ledger.SUPERSEDED)
-        ledger.set_aside(unit.out_dir)  # earlier attempts' files, never deleted
-        staging = unit.checkpoint.path / "eval" / f".partial-{unit.task}"
-        shutil.rmtree(staging, ignore_errors=True)
-        tracker = EvaluationTracker(output_path=str(staging), **(opts.hf_hub_log_args or {}))
-        chat = request["apply_chat_template"]
-        _use_checkpoint_template(lm, unit, chat)
-        python_seed, numpy_seed, torch_seed, fewshot_seed = request["seed"]
-        optional = {
-            k: v
-            for k, v in (("num_fewshot", opts.num_fewshot),
-                         ("system_instruction", opts.system_instruction),
-                         ("fewshot_as_multiturn", opts.fewshot_as_multiturn))
-            if v is not None
-        }  # fmt: skip
-        results = simple_evaluate(
-            model=lm,
-            tasks=[unit.task],
-            task_manager=task_manager,
-            limit=opts.limit,
-            gen_kwargs=generation_kwargs(opts),
-            log_samples=True,
-            evaluation_tracker=tracker,
-            apply_chat_template=chat,
-            confirm_run_unsafe_code=opts.confirm_run_unsafe_code,
-            use_cache=_cache_path(opts, unit),
-            random_seed=python_seed,
-            numpy_random_seed=numpy_seed,
-            torch_random_seed=torch_seed,
-            fewshot_random_seed=fewshot_seed,
-            **optional,
-        )
+        tracker = unit_tracker(unit, opts)
+        results = run_lm_eval(lm, [unit], task_manager, opts, request, tracker)
         samples = results.pop("samples")
-        results["sah"] = {
-            "checkpoint": unit.checkpoint.rel,
-            "served": _served(lm, unit),
-            "request": request,
-            "fingerprint": ledger.fingerprint(request),
-        }
-        tracker.save_results_aggregated(results=results, samples=samples)
-        for task_name in results["configs"]:
-            tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-        _finalise(staging, unit.out_dir, unit.task)
+        save_unit(lm, unit, request, tracker, results, samples)
     if opts.wandb_args:
         _log_to_wandb(opts.wandb_args, unit, results, samples)
     return True
+
+
+def claim(unit: Unit, request: dict, opts: SweepOptions) -> bool:
+    """With the unit's lock held: False when it is done already; else set its earlier files
+    aside (stale ones only with `overwrite`) so that it can be evaluated."""
+    state, why = ledger.status(unit.out_dir, unit.task, request)
+    if state == "done":
+        return False
+    if state == "stale" and not opts.overwrite:
+        raise SweepError(f"{why}; pass --overwrite to replace it")
+    if state in ("stale", "torn"):
+        log.warning("setting aside %s (%s) into %s/", unit.out_dir, why, ledger.SUPERSEDED)
+    ledger.set_aside(unit.out_dir)  # earlier attempts' files, never deleted
+    return True
+
+
+def unit_tracker(unit: Unit, opts: SweepOptions):
+    """lm-eval's tracker writing into the unit's staging folder (emptied first)."""
+    from lm_eval.loggers import EvaluationTracker
+
+    staging = unit.checkpoint.path / "eval" / f".partial-{unit.task}"
+    shutil.rmtree(staging, ignore_errors=True)
+    return EvaluationTracker(output_path=str(staging), **(opts.hf_hub_log_args or {}))
+
+
+def run_lm_eval(
+    lm, units: Sequence[Unit], task_manager, opts: SweepOptions, request: dict, tracker
+) -> dict:
+    """One `simple_evaluate` of the tasks of `units` (all of one checkpoint) on `lm`.
+
+    The settings come from `request`, which is the same for every task of a checkpoint but
+    its task fields; lm-eval pools the tasks' requests into one call per request type.
+    """
+    from lm_eval import simple_evaluate
+
+    chat = request["apply_chat_template"]
+    _use_checkpoint_template(lm, units[0], chat)
+    python_seed, numpy_seed, torch_seed, fewshot_seed = request["seed"]
+    optional = {
+        k: v
+        for k, v in (("num_fewshot", opts.num_fewshot),
+                     ("system_instruction", opts.system_instruction),
+                     ("fewshot_as_multiturn", opts.fewshot_as_multiturn))
+        if v is not None
+    }  # fmt: skip
+    return simple_evaluate(
+        model=lm,
+        tasks=[u.task for u in units],
+        task_manager=task_manager,
+        limit=opts.limit,
+        gen_kwargs=generation_kwargs(opts),
+        log_samples=True,
+        evaluation_tracker=tracker,
+        apply_chat_template=chat,
+        confirm_run_unsafe_code=opts.confirm_run_unsafe_code,
+        use_cache=_cache_path(opts, units[0]),
+        random_seed=python_seed,
+        numpy_random_seed=numpy_seed,
+        torch_random_seed=torch_seed,
+        fewshot_random_seed=fewshot_seed,
+        **optional,
+    )
+
+
+def save_unit(lm, unit: Unit, request: dict, tracker, results: dict, samples: dict) -> None:
+    """Write lm-eval's files of one unit through its tracker, verify them, move them in place."""
+    results["sah"] = {
+        "checkpoint": unit.checkpoint.rel,
+        "served": _served(lm, unit),
+        "request": request,
+        "fingerprint": ledger.fingerprint(request),
+    }
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    _finalise(Path(tracker.output_path), unit.out_dir, unit.task)
 
 
 def _use_checkpoint_template(lm, unit: Unit, chat: bool | str) -> None:
@@ -665,31 +758,61 @@ def _served(lm, unit: Unit) -> dict[str, Any]:
 def _run_members(
     lm, group: EngineGroup, task_manager, opts, report: SweepReport, bar, requests
 ) -> None:
+    from sah_tasks import mixed
+
     book = AdapterBook([a for _, a, _ in group.members if a is not None])
+    if mixed.mixable(lm, group, opts):  # vLLM: every adapter's prompts in one generate call
+        with mixed.one_generate_call(lm, group, task_manager, opts, requests, book):
+            _evaluate_members(lm, group, task_manager, opts, report, bar, requests, book)
+    else:
+        _evaluate_members(lm, group, task_manager, opts, report, bar, requests, book)
+
+
+def _evaluate_members(lm, group, task_manager, opts, report, bar, requests, book) -> None:
     for checkpoint, adapter, units in group.members:
         if group.spec.switching:  # the base (n0) runs on the same engine with no adapter
             lm.lora_request = book.request(adapter) if adapter is not None else None
-        for unit in units:
+        if opts.pooled and len(units) > 1:
+            from sah_tasks import pooled
+
+            units = pooled.evaluate_checkpoint(lm, units, task_manager, opts, report, bar, requests)
+        for unit in units:  # per-unit mode, or what the pooled call could not do
             t0 = time.time()
-            try:
-                evaluated = evaluate_unit(lm, unit, task_manager, opts, requests.get(unit.key))
-            except UnitBusy as e:  # another sweep is on it: its result, not ours
-                log.warning("skipping %s on %s: %s", unit.checkpoint.rel, unit.task, e)
-                report.busy.append((*unit.key, str(e)))
-            except OSError as e:  # a full disk or read-only eval/: the path, no traceback
-                if not is_write_error(e):
-                    log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
-                    report.fail([unit], f"{type(e).__name__}: {e}")
-                else:
-                    log.error("FAILED %s on %s: %s", unit.checkpoint.rel, unit.task, e)
-                    report.fail([unit], write_error_message(e, unit.out_dir))
-            except Exception as e:  # one failing unit must not lose the rest of the sweep
-                log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
-                report.fail([unit], f"{type(e).__name__}: {e}")
-            else:
-                (report.done if evaluated else report.skipped).append(unit.key)
+            if record(report, bar, unit,
+                      lambda u=unit: evaluate_unit(lm, u, task_manager, opts, requests.get(u.key))):  # fmt: skip
                 log.info("done %s on %s in %.1fs", checkpoint.rel, unit.task, time.time() - t0)
-            bar.update(1)
+
+
+def record(
+    report: SweepReport, bar, unit: Unit, work: Callable[[], bool], final: bool = True
+) -> bool:
+    """Run `work` (True: evaluated, False: found done) and file its outcome in `report`; one
+    failing unit never loses the rest of the sweep. Returns whether `work` returned True;
+    with `final=False` that is not an outcome yet (a unit claimed for a pooled call)."""
+    try:
+        evaluated = work()
+    except UnitBusy as e:  # another sweep is on it: its result, not ours
+        log.warning("skipping %s on %s: %s", unit.checkpoint.rel, unit.task, e)
+        report.busy.append((*unit.key, str(e)))
+        evaluated = False
+    except OSError as e:  # a full disk or read-only eval/: the path, no traceback
+        if not is_write_error(e):
+            log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
+            report.fail([unit], f"{type(e).__name__}: {e}")
+        else:
+            log.error("FAILED %s on %s: %s", unit.checkpoint.rel, unit.task, e)
+            report.fail([unit], write_error_message(e, unit.out_dir))
+        evaluated = False
+    except Exception as e:  # one failing unit must not lose the rest of the sweep
+        log.exception("FAILED %s on %s", unit.checkpoint.rel, unit.task)
+        report.fail([unit], f"{type(e).__name__}: {e}")
+        evaluated = False
+    else:
+        if evaluated and not final:
+            return True
+        (report.done if evaluated else report.skipped).append(unit.key)
+    bar.update(1)
+    return evaluated
 
 
 def triage(
@@ -776,7 +899,40 @@ def run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepR
     """Evaluate `units` (already sharded), loading each model once; skip units already done.
 
     A checkpoint that cannot be served or loaded is reported failed; the others go on.
+    Pooled (the default): all tasks of a checkpoint in one lm-eval call, lm-eval's environment
+    report made once (sah_tasks/pooled.py); else one lm-eval call per unit, as before.
     """
+    with pooled_overheads(opts), _long_lived_objects_frozen():
+        return _run_units(units, task_manager, opts)
+
+
+@contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the collection that frees each model before the next one loads cheap.
+
+    A full `gc.collect()` walks every object the process tracks: lm-eval's, transformers' and
+    the task index's, a few hundred ms per model on a CPU. Objects that exist before the first
+    model is loaded live for the whole sweep, so they are frozen out of the collector (the
+    models and engines loaded later are not), and given back to it when the sweep returns.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def pooled_overheads(opts: SweepOptions):
+    """What a pooled sweep does once instead of in every lm-eval call (the environment
+    report); a no-op context in per-unit mode."""
+    from contextlib import nullcontext
+
+    from sah_tasks import pooled
+
+    return pooled.environment_report_once() if opts.pooled else nullcontext()
+
+
+def _run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> SweepReport:
     from tqdm.auto import tqdm
 
     report = SweepReport()
@@ -844,12 +1000,8 @@ def _arg_int(model_args: str, name: str, default: int = 1) -> int:
 
 def _ray_task(units: list[Unit], opts: SweepOptions) -> SweepReport:
     """One Ray task: the units of one engine, in a worker process."""
-    from sah_tasks.cli import install_task_path
-
-    install_task_path()
-    from lm_eval.tasks import TaskManager
-
-    return run_units(units, TaskManager(metadata=opts.metadata), opts)
+    tasks = sorted({u.task for u in units})
+    return run_units(units, task_manager_for(tasks, opts.metadata), opts)
 
 
 def _connect_ray(address: str):
@@ -928,14 +1080,15 @@ def _describe(unit: Unit) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from sah_tasks.common.cli import SahParser
+
+    p = SahParser(
         prog="sah-eval sweep",
         description=(
-            "Evaluate every completed checkpoint under RUN_DIR on every task, writing lm-eval's "
-            "results into <checkpoint>/eval/<task>/. Finished units are skipped; an interrupted "
-            "sweep finishes the rest when rerun."
+            "Evaluate every completed checkpoint under RUN_DIR on every task, writing lm-eval's\n"
+            "results into <checkpoint>/eval/<task>/. Finished units are skipped; an interrupted\n"
+            "sweep finishes the rest when rerun. Every flag may be spelled with _ or -."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog=(
             "examples:\n"
             "  sah-eval sweep runs/exp --tasks sah_gsm8k,sah_ifeval --backend vllm \\\n"
@@ -947,7 +1100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="run directory (runs/<experiment>)")
     p.add_argument("--tasks", required=True, help="comma-separated task names or globs ('sah_*')")
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="lm-eval model type")
-    p.add_argument("--model_args", default="", help="extra lm-eval model args, k=v,k=v")
+    p.add_argument("--model_args", default=None, help="extra lm-eval model args, k=v,k=v")
     p.add_argument("--dtype", default=None, help="model dtype (e.g. bfloat16, float32)")
     p.add_argument(
         "--checkpoints",
@@ -995,13 +1148,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-evaluate units whose results come from other settings (task code or data, "
         "--limit, --gen_kwargs, chat template, seed, model); old files go to superseded/",
     )
+    p.add_argument(
+        "--per_unit",
+        action="store_true",
+        help="one lm-eval call per (checkpoint, task), as sweeps did before pooling (for "
+        "debugging and benchmarks); default: all tasks of a checkpoint in one call, the same "
+        "results files",
+    )
     eval_settings.add_lm_eval_flags(p)
-    v = p.add_argument_group("vLLM engine")
-    v.add_argument("--tensor_parallel_size", type=int, default=None)
-    v.add_argument("--data_parallel_size", type=int, default=None)
-    v.add_argument("--gpu_memory_utilization", type=float, default=None)
-    v.add_argument("--max_model_len", type=int, default=None)
-    v.add_argument("--enable_prefix_caching", action="store_true")
+    v = p.add_argument_group("vLLM engine (--backend vllm; passed to vllm.LLM)")
+    v.add_argument(
+        "--tensor_parallel_size",
+        type=int,
+        default=None,
+        help="GPUs one engine spans (tensor parallel); default: vLLM's (1)",
+    )
+    v.add_argument(
+        "--data_parallel_size",
+        type=int,
+        default=None,
+        help="engine replicas in this process; --shard i/n (one process per GPU) is faster "
+        "with lm-eval 0.4.13, which rebuilds the replicas on every call",
+    )
+    v.add_argument(
+        "--gpu_memory_utilization",
+        type=float,
+        default=None,
+        help="fraction of GPU memory vLLM may take for weights + KV cache (on vLLM's CPU "
+        "build: of CPU memory); default: vLLM's (0.9)",
+    )
+    v.add_argument(
+        "--max_model_len",
+        type=int,
+        default=None,
+        help="longest prompt + generation in tokens; lower it when the KV cache does not fit "
+        "(default: the model's context length)",
+    )
+    v.add_argument(
+        "--enable_prefix_caching",
+        action="store_true",
+        help="reuse the KV cache of shared prompt prefixes (few-shot examples, templates)",
+    )
     v.add_argument(
         "--no_lora_switching",
         action="store_true",
@@ -1040,6 +1227,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         apply_chat_template=chat,
         confirm_run_unsafe_code=getattr(args, "confirm_run_unsafe_code", False),
         lora_switching=not args.no_lora_switching,
+        pooled=not args.per_unit,
         overwrite=args.overwrite,
         num_fewshot=args.num_fewshot,
         system_instruction=args.system_instruction,
@@ -1099,15 +1287,10 @@ def _main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        from sah_tasks.cli import install_task_path
-
-        install_task_path()
-        from lm_eval.tasks import TaskManager
-
         patterns = check_values(args)
         opts = options_from_args(args)
         # built once for the whole sweep; --metadata reaches the tasks through it, as in lm_eval
-        task_manager = TaskManager(metadata=opts.metadata)
+        task_manager = task_manager_for(patterns, opts.metadata)
         tasks = expand_tasks(patterns, task_manager)
         for spec in args.models or []:
             log.info("reference model %s -> %s", spec, register_reference(args, spec))

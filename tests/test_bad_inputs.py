@@ -198,7 +198,8 @@ def _cached_task_manager(*args, **kwargs):
     from sah_tasks.cli import install_task_path
 
     install_task_path()
-    from lm_eval.tasks import TaskManager
+    # the class itself, not `lm_eval.tasks.TaskManager`, which this function replaces
+    from lm_eval.tasks.manager import TaskManager
 
     if args or any(v is not None for v in kwargs.values()):
         return TaskManager(*args, **kwargs)

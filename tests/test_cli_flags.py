@@ -13,8 +13,10 @@ def _parser() -> SahParser:
     return p
 
 
-@pytest.mark.parametrize("argv", [["--n-boot", "5", "--dry_run"], ["--n_boot", "5", "--dry-run"],
-                                  ["--n_boot=5", "--dry-run"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--n-boot", "5", "--dry_run"], ["--n_boot", "5", "--dry-run"], ["--n_boot=5", "--dry-run"]],
+)
 def test_both_spellings(argv):
     ns = _parser().parse_args(argv)
     assert ns.n_boot == 5 and ns.dry_run is True

@@ -107,8 +107,13 @@ def gsm8k_fixture(fixtures_dir):
 def _engine_processes() -> list[str]:
     """Command lines of this process's children, but multiprocessing's resource tracker (one
     per process for its lifetime, started by the first spawn)."""
-    children = psutil.Process().children(recursive=True)
-    lines = [" ".join(p.cmdline())[:200] for p in children if p.is_running()]
+    lines = []
+    for child in psutil.Process().children(recursive=True):
+        try:  # an exited engine core not yet reaped is a zombie: gone, its memory freed
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+                lines.append(" ".join(child.cmdline())[:200])
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
     return [line for line in lines if "multiprocessing.resource_tracker" not in line]
 
 

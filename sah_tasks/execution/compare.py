@@ -17,8 +17,20 @@ import ast
 import json
 import marshal
 import operator
+import threading
 from dataclasses import dataclass
 from typing import Any
+
+# CPython < 3.12.1 / 3.11.9 converts ASTs with an interpreter-wide recursion counter that threads
+# corrupt ("SystemError: AST constructor recursion depth mismatch", cpython#106905): the runner's
+# worker threads split tests concurrently, so every parse here goes through one lock.
+_AST_LOCK = threading.Lock()
+
+
+def parse_source(source: str) -> ast.Module:
+    with _AST_LOCK:
+        return ast.parse(source)
+
 
 MAX_CONSTANT = 10**6  # size guard when folding constant expressions such as 'ab' * 3 or 3 * 19
 _FOLD = {
@@ -280,7 +292,7 @@ def split_tests(tests: str) -> Split | None:
     or EvalPlus's loop `for inp, exp in zip(inputs, results): assertion(candidate(*inp), exp, t)`
     over constant `inputs` and `results`."""
     try:
-        module = ast.parse(tests)
+        module = parse_source(tests)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     body = module.body
@@ -411,7 +423,7 @@ def _is_call_of(node: ast.AST, name: str, n_args: int) -> bool:
 def entry_point_of(tests: str) -> str:
     """NAME of a final `check(NAME)` statement (HumanEval style), else ""."""
     try:
-        body = ast.parse(tests).body
+        body = parse_source(tests).body
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return ""
     if body and _is_final_check_call(body[-1]):
@@ -563,7 +575,7 @@ def trusted_helpers(prompt: str, entry_point: str) -> str:
     HumanEval/32's `poly`, which its tests call. Run after the program (`Program.trusted_code`),
     so a program cannot redefine what the tests rely on. "" if the prompt does not parse."""
     try:
-        module = ast.parse(prompt)
+        module = parse_source(prompt)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return ""
     kept = [

@@ -40,6 +40,7 @@ from sah_tasks.execution.compare import (
     decode_outputs,
     entry_point_of,
     judge,
+    parse_source,
     split_tests,
 )
 from sah_tasks.execution.config import (
@@ -643,7 +644,7 @@ def modules_imported_by(tests: str) -> list[str]:
     """Modules the tests import: imported before the program runs, so their attributes can be
     restored after it (a program patching `math.fabs` cannot fake the tests' arithmetic)."""
     try:
-        tree = ast.parse(tests)
+        tree = parse_source(tests)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return []
     names = set()
