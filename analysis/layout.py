@@ -1,7 +1,7 @@
 """Who a checkpoint is: experiment, model, task, N (or budget B and SFT fraction r).
 
 The trainers write `sah_manifest.json` beside `eval/` (see docs/analysis.md and the run-directory
-contract in ARCHITECTURE.md). The manifest is the source of truth; when it is missing or lacks a
+contract in docs/architecture.md). The manifest is the source of truth; when it is missing or lacks a
 field, the value is parsed from the path `<experiment>/<model_slug>/<task>/n<N>` (or `B<B>_r<r>`,
 each with an optional `_seed<S>` suffix for a further training seed) and the model slug
 (`llama-3-8b` -> family `llama-3`, size 8.0).

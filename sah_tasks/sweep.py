@@ -76,7 +76,7 @@ def _norm(model: str) -> str:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One completed checkpoint folder of the run directory (see ARCHITECTURE.md)."""
+    """One completed checkpoint folder of the run directory (see docs/architecture.md)."""
 
     path: Path
     rel: str  # path relative to the run directory, the stable sort/shard key

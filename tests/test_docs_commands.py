@@ -257,11 +257,9 @@ COMMANDS: dict[str, Entry] = {
     # --- docs/evaluation.md
     "sah-eval sweep runs/paper --tasks sah_gsm8k,sah_gsm8k_fewshot --checkpoints '*/gsm8k/*' --backend vllm --dtype bfloat16 --tensor_parallel_size 1 --gpu_memory_utilization 0.9 --max_model_len 4096 --enable_prefix_caching":
         static("gpu", "vLLM on a GPU"),
-    "sah-eval sweep runs/demo --tasks sah_gsm8k --backend hf --device cpu --dtype float32 --limit 20":
-        # --batch_size: the sweep's default `auto` probes batch sizes at full length, ~40 s per
-        # checkpoint on a CPU (reported to docs/evaluation.md's owner)
+    "sah-eval sweep runs/demo --tasks sah_gsm8k --backend hf --device cpu --dtype float32 --batch_size 4 --limit 20":
         cpu("the tiny SFT run of docs/training.md",
-            run="{cmd} --limit 2 --gen_kwargs max_gen_toks=8 --batch_size 4", needs=("demo-run",)),
+            run="{cmd} --limit 2 --gen_kwargs max_gen_toks=8", needs=("demo-run",)),
     "sah-eval sweep runs/paper --tasks 'sah_*' --dry_run": cpu(
         "on the tiny run directory instead of the paper's", needs=("demo-run",),
         subs=(("runs/paper", "runs/demo"),), expect="todo"),
