@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from executor_helpers import processes_named
 
 from sah_tasks.execution import (
     ExecutionLimits,
@@ -40,21 +41,6 @@ REPORT = isolation_report()
 def tag_processes(token: str) -> str:
     """Program prefix naming the process (and every child it forks) `token` in /proc/*/comm."""
     return f"import ctypes\nctypes.CDLL(None).prctl(15, {token.encode()!r}, 0, 0, 0)\n"
-
-
-def processes_named(token: str) -> list[int]:
-    """Live processes called `token` (zombies are dead: they only wait for init to reap them)."""
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            if not name.isdigit() or Path(f"/proc/{name}/comm").read_text().strip() != token:
-                continue
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            found.append(int(name))
-    return found
 
 
 def assert_nothing_left(token: str) -> None:

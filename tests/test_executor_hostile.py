@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from executor_helpers import processes_named
 
 from sah_tasks.execution import SandboxOptions
 
@@ -86,20 +87,6 @@ def check_table(results: dict[str, tuple[str, str, dict]], bait: HostBait) -> No
             assert left_on_host == [], protection
         else:  # the docs say this mode does not contain it: the program did reach the host
             assert left_on_host, protection
-
-
-def processes_named(token: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            if not name.isdigit() or Path(f"/proc/{name}/comm").read_text().strip() != token:
-                continue
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            found.append(int(name))
-    return found
 
 
 @pytest.mark.parametrize("mode", list(MODES))
