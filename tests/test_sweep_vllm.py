@@ -104,11 +104,15 @@ def gsm8k_fixture(fixtures_dir):
     mp.undo()
 
 
-def _engine_processes() -> list[str]:
-    """Command lines of this process's children, but multiprocessing's resource tracker (one
-    per process for its lifetime, started by the first spawn)."""
+def _engine_processes(before: frozenset[int] = frozenset()) -> list[str]:
+    """Command lines of this process's children started since `before` (pids), but
+    multiprocessing's resource tracker (one per process for its lifetime, started by the first
+    spawn). Children older than the sweep (e.g. the code sandbox's idle zygotes, kept for the
+    process's lifetime when an executor test ran first) are not an engine's."""
     lines = []
     for child in psutil.Process().children(recursive=True):
+        if child.pid in before:
+            continue
         try:  # an exited engine core not yet reaped is a zombie: gone, its memory freed
             if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
                 lines.append(" ".join(child.cmdline())[:200])
@@ -121,9 +125,10 @@ def _sweep(run_dir: Path, task_manager, **opts):
     """A real sweep; records the processes alive in this process tree before every load."""
     children_at_load: list[list[str]] = []
     real_load = sweep._load_lm
+    before = frozenset(p.pid for p in psutil.Process().children(recursive=True))
 
     def load(args, o):
-        children_at_load.append(_engine_processes())
+        children_at_load.append(_engine_processes(before))
         return real_load(args, o)
 
     mp = pytest.MonkeyPatch()
@@ -161,11 +166,13 @@ def scored(mixed_run_dir, task_manager, tmp_path_factory):
     shutil.copytree(mixed_run_dir, hf_dir)
     shutil.copytree(mixed_run_dir, vllm_dir)
     hf_report, _ = _sweep(hf_dir, task_manager, backend="hf", model_args="dtype=float32")
+    older = frozenset(p.pid for p in psutil.Process().children(recursive=True))
     vllm_report, children = _sweep(vllm_dir, task_manager, backend="vllm", model_args=VLLM_ARGS)
     return {
         "hf": (hf_report, _generations(hf_dir)),
         "vllm": (vllm_report, _generations(vllm_dir)),
         "children_at_load": children,
+        "older_children": older,
         "vllm_dir": vllm_dir,
     }
 
@@ -193,7 +200,8 @@ def test_engines_one_per_base_and_each_gone_before_the_next(scored):
     assert children[1] == [], (
         f"the first engine's processes still ran at the second load: {children}"
     )
-    assert _engine_processes() == []  # and the last one is gone when the sweep returns
+    # and the last one is gone when the sweep returns
+    assert _engine_processes(scored["older_children"]) == []
 
 
 def test_results_record_what_scored_them(scored):
