@@ -44,7 +44,6 @@ def push(
 ) -> str:
     """Create the dataset repo if needed and upload the results in one commit; its URL."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     analysis_dir = Path(run_dir) / "analysis"
     files = results_files(analysis_dir)
@@ -58,9 +57,26 @@ def push(
             allow_patterns=[str(p.relative_to(analysis_dir)) for p in files],
             commit_message=message or f"sah results of {Path(run_dir).resolve().name}",
         )
-    except HfHubHTTPError as e:
-        raise PushError(f"pushing {analysis_dir} to {repo_id}: {e}") from None
-    return str(getattr(info, "commit_url", info))
+    except _hub_errors() as e:  # refused, unreachable, offline (HF_HUB_OFFLINE), no token
+        where = endpoint or "the hub"
+        raise PushError(f"pushing {analysis_dir} to {repo_id} on {where}: {e}") from None
+    return info.commit_url
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What a push can fail with that is not a bug: HTTP errors, OS-level ones (offline mode, a
+    missing token file) and the HTTP client's transport errors (connection refused, timeouts)."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    for client in ("httpx2", "httpx"):  # huggingface_hub's HTTP client, whichever it is
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -118,3 +118,16 @@ def test_dry_run_lists_the_files(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [
         str(run / "analysis" / p) for p in ("figures/fig1.png", "fits.csv", "report.md")
     ]
+
+
+def test_an_unreachable_or_offline_hub_is_one_line(tmp_path, capsys, monkeypatch):
+    run = _analysed(tmp_path)
+    # offline (HF_HUB_OFFLINE=1, as in these tests), then a hub nobody listens on
+    assert hub.main([str(run), "--repo_id", "lab/x"]) == 2
+    assert capsys.readouterr().err.startswith("error: pushing ")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert hub.main([str(run), "--repo_id", "lab/x", "--endpoint", "http://127.0.0.1:9"]) == 2
+    assert "http://127.0.0.1:9" in capsys.readouterr().err

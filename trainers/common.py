@@ -251,6 +251,9 @@ class RunArguments:
         },
     )
 
+    def __post_init__(self) -> None:
+        check_seeds(self.seeds)
+
 
 def check_trains_something(training_args: Any) -> None:
     """Zero optimizer steps would write a COMPLETED checkpoint equal to the base model."""
@@ -286,6 +289,7 @@ def check_writable(root: Path, what: str) -> None:
 
 
 def check_seeds(seeds: list[int] | None) -> None:
+    """Called by RunArguments.__post_init__: every parse of a trainer's options checks them."""
     if seeds is None:
         return
     if not seeds:

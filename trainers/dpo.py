@@ -43,7 +43,6 @@ from trainers.common import (
     check_batch_options,
     check_one_unit_per_process,
     check_report_to,
-    check_seeds,
     check_trains_something,
     check_writable,
     completed_unchanged,
@@ -124,6 +123,7 @@ class BudgetArguments(RunArguments):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.only_stage not in (None, "sft", "dpo"):
             raise ConfigError(f"only_stage must be 'sft', 'dpo' or unset, got {self.only_stage!r}")
         if not self.budgets or any(b <= 0 for b in self.budgets):
@@ -217,7 +217,6 @@ def parse_args(argv: Sequence[str] | None = None, *, check_hardware: bool = True
         description=__doc__.split("\n\n")[0],
         check_hardware=check_hardware,
     )
-    check_seeds(budget.seeds)
     check_report_to(training)
     check_trains_something(training)
     check_batch_options(training)

@@ -38,7 +38,6 @@ def sft_units(argv: Sequence[str]) -> list[list[str]]:
         pool = pool or sft.load_pool(run)
         return sft.is_current(seeded, sft.plan_scale(seeded, pool, base, n))
 
-    seeds = ["--seeds", "{}"] if run.scale.seeds else []
     groups = [
         (seeded.training.seed, [n])
         for seeded in sft.seed_runs(run)
@@ -49,8 +48,8 @@ def sft_units(argv: Sequence[str]) -> list[list[str]]:
         groups = groups or [(run.training.seed, [])]
         groups[0][1].insert(0, 0)
     return [
-        [*argv, *(a.format(seed) for a in seeds), "--scales", *map(str, scales)]
-        for seed, scales in groups
+        [*argv, *(["--seeds", str(seed)] if run.scale.seeds else []), "--scales", *map(str, ns)]
+        for seed, ns in groups
     ]
 
 

@@ -40,7 +40,6 @@ from trainers.common import (
     check_batch_options,
     check_one_unit_per_process,
     check_report_to,
-    check_seeds,
     check_trains_something,
     check_writable,
     completed_unchanged,
@@ -100,6 +99,7 @@ class ScaleArguments(RunArguments):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.scales:
             raise ConfigError("scales: give at least one data scale")
         if any(n < 0 for n in self.scales):
@@ -154,7 +154,6 @@ def parse_args(argv: Sequence[str] | None = None, *, check_hardware: bool = True
         description=__doc__.split("\n\n")[0],
         check_hardware=check_hardware,
     )
-    check_seeds(scale.seeds)
     check_report_to(training)
     run = SFTRun(scale, training, model)
     check_overrides(run.scale.scale_overrides, type(run.training))
