@@ -233,18 +233,25 @@ def _point_and_boot(fit, d: np.ndarray, value: np.ndarray, rows: np.ndarray | No
     return _rows_of(both, 0, 1), _rows_of(both, 1, None)
 
 
-def _fit_power(cf: CurveFit) -> list[str]:
-    mask, n_boot = cf.power_mask, cf.boot.shape[0]
+def _fit_masked(cf: CurveFit, mask: np.ndarray, fit, unavailable) -> tuple:
+    """(point, resamples, notes) of `fit` on the points in `mask`; (None, None, [why]) when
+    the fit raises FitError."""
     d, rows = cf.curve.x[mask], _boot_rows(cf, mask)
     try:
-        cf.power, cf.power_boot = _point_and_boot(fit_power_law, d, cf.curve.value[mask], rows,
-                                                  PowerLaw.unavailable(n_boot))  # fmt: skip
+        point, boot = _point_and_boot(fit, d, cf.curve.value[mask], rows, unavailable)
     except FitError as e:
-        return [str(e)]
-    if np.isnan(cf.power.slope[0]):
+        return None, None, [str(e)]
+    return point, boot, []
+
+
+def _fit_power(cf: CurveFit) -> list[str]:
+    cf.power, cf.power_boot, notes = _fit_masked(
+        cf, cf.power_mask, fit_power_law, PowerLaw.unavailable(cf.boot.shape[0])
+    )
+    if cf.power is not None and np.isnan(cf.power.slope[0]):
         cf.power = cf.power_boot = None
         return ["power law: fewer than 2 distinct scales with a score > 0"]
-    return []
+    return notes
 
 
 def trials(curve: Curve) -> np.ndarray:
@@ -254,33 +261,24 @@ def trials(curve: Curve) -> np.ndarray:
 
 def _fit_binomial(cf: CurveFit) -> list[str]:
     """The binomial-likelihood power law over every N > 0 with a score (zeros included)."""
-    mask, n_boot = cf.fit_mask, cf.boot.shape[0]
-    d, rows, n = cf.curve.x[mask], _boot_rows(cf, mask), trials(cf.curve)[mask]
-    nan = np.full(n_boot, np.nan)
-    try:
-        cf.binomial, cf.binomial_boot = _point_and_boot(
-            partial(fit_binomial_power_law, trials=n), d, cf.curve.value[mask], rows,
-            BinomialPowerLaw(nan, nan.copy()))  # fmt: skip
-    except FitError as e:
-        return [str(e)]
-    if np.isnan(cf.binomial.slope[0]):
+    mask = cf.fit_mask
+    fit = partial(fit_binomial_power_law, trials=trials(cf.curve)[mask])
+    cf.binomial, cf.binomial_boot, notes = _fit_masked(
+        cf, mask, fit, BinomialPowerLaw.unavailable(cf.boot.shape[0])
+    )
+    if cf.binomial is not None and np.isnan(cf.binomial.slope[0]):
         cf.binomial = cf.binomial_boot = None
         return ["binomial power law: not available (all scores 0 or all 1)"]
-    return []
+    return notes
 
 
 def _fit_saturating(cf: CurveFit) -> list[str]:
-    mask, n_boot = cf.fit_mask, cf.boot.shape[0]
-    d, rows = cf.curve.x[mask], _boot_rows(cf, mask)
-    try:
-        cf.saturating, cf.saturating_boot = _point_and_boot(
-            fit_saturating, d, cf.curve.value[mask], rows, Saturating.unavailable(n_boot)
-        )
-    except FitError as e:
-        return [str(e)]
-    if cf.saturating.amplitude[0] <= _NO_A:
+    cf.saturating, cf.saturating_boot, notes = _fit_masked(
+        cf, cf.fit_mask, fit_saturating, Saturating.unavailable(cf.boot.shape[0])
+    )
+    if cf.saturating is not None and cf.saturating.amplitude[0] <= _NO_A:
         return ["saturating fit: A = 0 (the error does not fall with N), so alpha is undetermined"]
-    return []
+    return notes
 
 
 def _interval_notes(cf: CurveFit) -> list[str]:

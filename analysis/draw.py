@@ -21,6 +21,7 @@ from analysis.labels import Labels, load_labels, model_order
 
 if TYPE_CHECKING:
     from analysis.pipeline import Options, Outputs
+    from analysis.results import RunData
 
 
 def labels_of(opt: Options) -> Labels:
@@ -37,7 +38,7 @@ def draw_all(out: Outputs, opt: Options) -> None:
         for draw in (draw_scaling, draw_sizes, draw_errors, draw_budget):
             draw(out, folder, opt, labels)
     if out.run.table["eval_task"].str.startswith("sah_facts100").any():
-        out.facts100 = facts100(out.run.run_dir, opt.out, opt.level, labels, style)
+        out.facts100 = facts100(out.run, opt.out, opt.level, labels, style)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -197,12 +198,12 @@ def draw_budget(out: Outputs, folder: Path, opt: Options, labels: Labels) -> Non
 
 
 # ------------------------------------------------------------------------------ Facts100
-def facts100(run_dir: Path, out_dir: Path, level: float, labels: Labels,
+def facts100(run: RunData, out_dir: Path, level: float, labels: Labels,
              style: Path | None) -> list[Path]:  # fmt: skip
-    """Facts100 figure and tables (analysis/facts100.py)."""
+    """Facts100 figure and tables (analysis/facts100.py), from the run already loaded."""
     from analysis.facts100 import facts100_outputs
 
-    return list(facts100_outputs(run_dir, out_dir, level=level, labels=labels, style=style))
+    return list(facts100_outputs(run, out_dir, level=level, labels=labels, style=style))
 
 
 # ------------------------------------------------------------------------------ tables

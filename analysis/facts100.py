@@ -34,7 +34,7 @@ from analysis import figures as fg
 from analysis.atomic import write_text
 from analysis.labels import Labels
 from analysis.layout import MANIFEST
-from analysis.results import ResultsError, load_run
+from analysis.results import ResultsError, RunData, load_run
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +204,18 @@ def _sample_rows(path: Path) -> list[dict[str, Any]]:
         raise ResultsError(f"{path}: not lm-eval samples of a Facts100 task ({e!r})") from None
 
 
-def collect(run_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-question rows of every Facts100 evaluation under `run_dir`: (direct, multihop),
-    each with the checkpoint and its condition columns. Empty frames when there are none."""
-    run_dir = Path(run_dir).expanduser().resolve()
-    try:
-        run = load_run(run_dir, progress=False)
-    except ResultsError:
-        return pd.DataFrame(), pd.DataFrame()
+def collect(run_dir: Path | str | RunData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-question rows of every Facts100 evaluation under `run_dir` (or in a run already
+    loaded, so it is not read, and its warnings logged, twice): (direct, multihop), each with
+    the checkpoint and its condition columns. Empty frames when there are none."""
+    if isinstance(run_dir, RunData):
+        run = run_dir
+    else:
+        try:
+            run = load_run(run_dir, progress=False)
+        except ResultsError:
+            return pd.DataFrame(), pd.DataFrame()
+    run_dir = run.run_dir
     frames: dict[str, list[dict[str, Any]]] = {DIRECT_TASK: [], MULTIHOP_TASK: []}
     for (ckpt, eval_task), path in sorted(run.samples_files.items()):
         if eval_task not in frames:
@@ -385,14 +389,15 @@ def facts100_figure(summary: pd.DataFrame, labels: Labels | None = None,
 
 
 def facts100_outputs(
-    run_dir: Path | str,
+    run_dir: Path | str | RunData,
     out_dir: Path | str,
     level: float = 0.90,
     labels: Labels | None = None,
     style: Path | str | None = None,
 ) -> list[Path]:
     """Write the Facts100 summary CSV (with `level` intervals), per-question CSV and figure;
-    [] when there are no Facts100 results. `labels`/`style`: see analysis/draw.py."""
+    [] when there are no Facts100 results. `run_dir`: a run folder or a loaded run (see
+    `collect`). `labels`/`style`: see analysis/draw.py."""
     direct, multihop = collect(run_dir)
     if direct.empty or multihop.empty:
         if not (direct.empty and multihop.empty):

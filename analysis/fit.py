@@ -237,6 +237,12 @@ class BinomialPowerLaw:
     slope: np.ndarray  # 1/b
     intercept: np.ndarray  # log a
 
+    @classmethod
+    def unavailable(cls, rows: int) -> BinomialPowerLaw:
+        """`rows` fits that could not be made (all NaN)."""
+        nan = np.full(rows, np.nan)
+        return cls(slope=nan, intercept=nan.copy())
+
     def predict(self, d: np.ndarray | float) -> np.ndarray:
         d = np.atleast_1d(np.asarray(d, dtype=float))
         return np.exp(self.intercept[:, None] + self.slope[:, None] * np.log(d)[None, :])

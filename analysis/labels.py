@@ -234,8 +234,12 @@ def load_labels(path: Path | str | None = None) -> Labels:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise LabelsError(f"{path}: cannot read the label file ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        raise LabelsError(f"{path}: not valid YAML ({e})") from None
+    except UnicodeDecodeError as e:
+        from sah_tasks.common.text import not_utf8
+
+        raise LabelsError(f"{path}: {not_utf8(e, whole_file=True)}") from None
+    except yaml.YAMLError as e:  # PyYAML's message spans lines (a caret under the column)
+        raise LabelsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     return labels.updated(_check(data, path))
 
 

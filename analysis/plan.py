@@ -32,6 +32,7 @@ from analysis.curves import scale_curves, select_primary
 from analysis.fit import fit_power_law
 from analysis.results import ResultsError, load_run
 from sah_tasks.common.cli import SahParser
+from sah_tasks.common.oserrors import check_writable, is_write_error, write_error_message
 
 DEFAULT_ITEMS = (250, 500, 1000, 1319, 2000, 4000)
 DEFAULT_SEEDS = (1, 2, 3, 5, 8)
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check(args)
+        if args.out:  # before the simulation: a read-only or full disk (creates nothing)
+            check_writable(args.out.parent)
         if args.pilot is not None:
             truths, pilot_items = pilot_truths(args.pilot, args.curve, args.seed_sd)
             items = tuple(sorted(set(args.items) | set(pilot_items)))
@@ -218,12 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     except (PlanError, ResultsError) as e:  # ResultsError: a pilot that cannot be read
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # --out not writable
+        print(f"error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     for table in tables:
         _print_curve(table, args.half_width, args.ci)
     if args.out:
-        write_text(args.out, pd.concat(tables).to_csv(index=False))
+        try:
+            write_text(args.out, pd.concat(tables).to_csv(index=False))
+        except OSError as e:  # e.g. --out names a folder, or the disk filled meanwhile
+            print(f"error: {_os_error(e)}", file=sys.stderr)
+            return 2
         print(f"\ntable: {args.out}")
     return 0
+
+
+def _os_error(e: OSError) -> str:
+    return write_error_message(e) if is_write_error(e) else str(e)

@@ -314,7 +314,10 @@ def test_cli_runs_is_deterministic_and_calls_facts100_hook(tmp_path, monkeypatch
     ]
     assert main(args) == 0
     assert "1/b = " in capsys.readouterr().out
-    assert written == [(run_dir.resolve(), (tmp_path / "a").resolve())]
+    # the hook is handed the run already loaded, not its folder to read (and warn about) again
+    ((run, out),) = written
+    assert run.run_dir == run_dir.resolve() and out == (tmp_path / "a").resolve()
+    assert "sah_facts100_direct" in set(run.table["eval_task"])
     report = (tmp_path / "a" / "report.md").read_text()
     assert "figures/facts100.png" in report
     assert "sah_facts100_direct: no power-law fit" in report

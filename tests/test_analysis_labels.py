@@ -123,6 +123,17 @@ def test_a_bad_label_file_is_named_with_what_was_expected(tmp_path, text, messag
     assert str(path) in str(info.value)
 
 
+def test_a_label_file_that_is_not_utf8_or_yaml_is_one_line(tmp_path):
+    path = tmp_path / "labels.yaml"
+    path.write_bytes("tasks: {sah_gsm8k: Caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(LabelsError, match=r"not UTF-8 text \(byte 0xe9 at offset 22\)"):
+        load_labels(path)
+    path.write_text("tasks: {sah_gsm8k: 'x'\n")
+    with pytest.raises(LabelsError, match="not valid YAML") as info:
+        load_labels(path)
+    assert "\n" not in str(info.value)
+
+
 def test_a_missing_label_file_is_named(tmp_path):
     with pytest.raises(LabelsError, match="missing.yaml: cannot read the label file"):
         load_labels(tmp_path / "missing.yaml")

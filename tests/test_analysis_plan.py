@@ -74,3 +74,17 @@ def test_plan_bad_input_is_one_clear_line(capsys, argv, message):
     assert main(["plan", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_plan_out_that_cannot_be_written_is_one_clear_line_before_the_simulation(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = ["plan", "--accuracies", "0.1,0.2,0.3", "--scales", "100,500,1000", "--sims", "100"]
+    assert main([*argv, "--out", str(blocker / "plan.csv")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and "a-file" in captured.err
+    assert "Traceback" not in captured.err and "half-width" not in captured.out
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main([*argv, "--items", "100", "--seeds", "1", "--out", str(folder)]) == 2
+    assert str(folder) in capsys.readouterr().err
