@@ -369,3 +369,52 @@ def test_exit_and_end_of_output_in_the_same_round(monkeypatch):
             os.close(fd)
     assert box.exited and sinks == {}
     assert box.report.lines("FAIL") == ["tests x"]
+
+
+def test_a_sandbox_that_cannot_start_leaves_no_work_dir(tmp_path, monkeypatch):
+    """An interpreter that cannot run raises (a setup error), a zygote that cannot start is an
+    "error" verdict; neither leaves its work dir behind."""
+    from sah_tasks.execution import runner
+
+    base = tmp_path / "work"
+    base.mkdir()
+    missing = SandboxOptions(python=str(tmp_path / "no-python"), workdir_base=str(base))
+    with pytest.raises(RuntimeError, match="cannot run the sandbox interpreter"):
+        run_program(Program("pass"), LIMITS, missing)
+    assert list(base.iterdir()) == []
+
+    def no_zygote(python):
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(runner, "_Zygote", no_zygote)
+    monkeypatch.setattr(runner, "_ZYGOTES", runner._ZygotePool())
+    result = run_program(Program("pass"), LIMITS, SandboxOptions(workdir_base=str(base)))
+    assert (result.status, result.detail) == (
+        "error",
+        "could not start the sandbox: no processes left",
+    )
+    assert list(base.iterdir()) == []
+
+
+def test_the_harness_runs_only_as_a_zygote():
+    """`_harness.py` has no direct mode any more: anything but `--zygote FD` is a usage error,
+    not a traceback from reading descriptors it was never given."""
+    import subprocess
+    import sys
+
+    from sah_tasks.execution.runner import HARNESS
+
+    for argv in ([], ["3", "4", "5", "6"], ["--zygote", "x"]):
+        done = subprocess.run([sys.executable, HARNESS, *argv], capture_output=True, timeout=60)
+        assert done.returncode == 2 and b"usage: _harness.py --zygote FD" in done.stderr, argv
+
+
+def test_command_line_rejects_bad_limits_as_usage_errors(tmp_path, capsys):
+    from sah_tasks.execution.__main__ import main
+
+    (tmp_path / "p.py").write_text("x = 1\n")
+    for flags in (["--timeout", "-1"], ["--memory-mb", "0"]):
+        with pytest.raises(SystemExit) as done:
+            main([str(tmp_path / "p.py"), *flags])
+        assert done.value.code == 2
+        assert "must be > 0" in capsys.readouterr().err

@@ -369,7 +369,6 @@ def test_rewriting_the_harness_file_changes_no_later_verdict(tmp_path, monkeypat
     weak = SandboxOptions(namespaces=False, drop_privileges=False)
     assert run_program(Program(attack, ""), BENIGN, weak).passed
     assert copy.read_text() == always_pass  # the file was rewritten ...
-    if hasattr(runner, "_ZYGOTES"):
-        runner._ZYGOTES.forget()  # ... and new zygotes start after it
+    runner._ZYGOTES.forget()  # ... and new zygotes start after it
     wrong = run_program(Program("def f():\n    return 0\n", "assert f() == 1"), BENIGN, weak)
     assert wrong.status == "failed", wrong.detail

@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         _read(args.tests, "tests") if args.tests else "",
         compare=not args.in_process,
     )
-    limits = ExecutionLimits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+    try:
+        limits = ExecutionLimits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+    except ValueError as e:  # e.g. --timeout 0: a usage error, not a traceback
+        parser.error(str(e))
     result = run_program(program, limits, options)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)

@@ -967,9 +967,11 @@ def zygote(control_fd):
 
 
 def main():
-    if sys.argv[1] == "--zygote":
-        zygote(int(sys.argv[2]))
-    _start(dict(zip(FD_NAMES, map(int, sys.argv[1:5]), strict=True)))
+    # Only ever started as a zygote by the runner (there is no direct "run one program" mode).
+    if len(sys.argv) != 3 or sys.argv[1] != "--zygote" or not sys.argv[2].isdigit():
+        os.write(2, b"usage: _harness.py --zygote FD (started by sah_tasks.execution.runner)\n")
+        os._exit(2)
+    zygote(int(sys.argv[2]))
 
 
 if __name__ == "__main__":

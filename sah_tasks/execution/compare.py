@@ -56,7 +56,7 @@ class BadOutput(ValueError):
 class Check:
     """One assertion about the output of one call."""
 
-    kind: str  # "eq" (strict ==), "is" (None/True/False), "truthy", "falsy", "close"
+    kind: str  # "eq" (strict ==), "is" (None/True/False), "truthy", "falsy", "close", "evalplus"
     expected: Any = None
     tolerance: float = 0.0
     strict: bool = False  # `< tol` rather than `<= tol`

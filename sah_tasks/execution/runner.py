@@ -318,7 +318,12 @@ class _Sandboxed:
         except BaseException:
             self._release_uid()
             raise
-        result, teardown = self._run_in(workdir)
+        try:
+            result, teardown = self._run_in(workdir)
+        except BaseException:  # e.g. the interpreter cannot run: nothing to defer, clean up now
+            _rmtree(workdir)
+            self._release_uid()
+            raise
 
         def finish() -> None:
             try:
@@ -381,12 +386,14 @@ class _Sandboxed:
         child_fds = (stdout_w, stderr_w, payload_r, result_w, report_w, self._sentinel_pipe())
         ours = (result_r, report_r, stdout_r, stderr_r)
         start = time.monotonic()
-        zygote = _ZYGOTES.take(self.options.python)
+        zygote = None
         try:
+            zygote = _ZYGOTES.take(self.options.python)
             pid = zygote.spawn(child_fds, scrubbed_env(workdir), workdir)
             pidfd = os.pidfd_open(pid)
         except OSError as e:
-            zygote.close()  # its children, if any, die with it
+            if zygote is not None:
+                zygote.close()  # its children, if any, die with it
             for fd in (*ours, payload_w):
                 os.close(fd)
             error = ExecutionResult(False, "error", f"could not start the sandbox: {e}")
