@@ -186,13 +186,11 @@ def load_experiment(path: Path) -> Experiment:
     exp.eval = [_build(EvalStep, e, f"{path}: eval[{i}]") for i, e in enumerate(evals)]
     for i, step in enumerate(exp.eval):
         _check_eval(step, f"{path}: eval[{i}]")
-    if (
-        not isinstance(analysis, dict)
-        or set(analysis) - {"args"}
-        or not isinstance(analysis.get("args", []), list)
-    ):
+    if not isinstance(analysis, dict) or set(analysis) - {"args"}:
         raise ExperimentError(f"{path}: analysis: expected {{args: [flags of python -m analysis]}}")
-    exp.analysis_args = [str(a) for a in analysis.get("args", [])]
+    exp.analysis_args = _string_list(
+        analysis.get("args", []), f"{path}: analysis.args", "analysis flags", "[--n-boot, '1000']"
+    )
     return exp
 
 

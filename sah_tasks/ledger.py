@@ -113,13 +113,14 @@ def check_results(results_path: Path, task: str) -> dict[str, Any]:
         raise ValueError(f"{results_path}: no 'results' mapping")
     if task not in data["results"]:
         raise ValueError(f"{results_path}: no results for task {task!r}")
-    counts = (data.get("n-samples") or {}).get(task) or {}
-    expected = counts.get("effective")
+    counts = data.get("n-samples")
+    counts = counts.get(task) if isinstance(counts, dict) else None
+    expected = counts.get("effective") if isinstance(counts, dict) else None
     samples = sorted(results_path.parent.glob(f"samples_{task}_*.jsonl"))
-    if expected is None or not samples:
+    if not isinstance(expected, int) or isinstance(expected, bool) or not samples:
         raise ValueError(f"{results_path}: no sample count or no samples_{task}_*.jsonl beside it")
     per_filter = _docs_per_filter(samples[-1])
-    if not per_filter or any(n != int(expected) for n in per_filter.values()):
+    if not per_filter or any(n != expected for n in per_filter.values()):
         raise ValueError(
             f"{samples[-1]}: samples logged per filter {per_filter or 0}, the results say "
             f"{expected} documents"
@@ -136,7 +137,7 @@ def _docs_per_filter(path: Path) -> dict[str, int]:
                 if line.strip():
                     row = json.loads(line)
                     docs.setdefault(str(row.get("filter")), set()).add(row.get("doc_id"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as e:
         raise ValueError(f"{path}: unreadable samples ({e})") from None
     return {k: len(v) for k, v in docs.items()}
 
@@ -150,7 +151,8 @@ def status(out_dir: Path, task: str, request: dict[str, Any]) -> tuple[str, str]
         data = check_results(path, task)
     except ValueError as e:
         return "torn", str(e)
-    sah = data.get("sah") or {}
+    sah = data.get("sah")
+    sah = sah if isinstance(sah, dict) else {}
     if sah.get("fingerprint") == fingerprint(request):
         return "done", str(path)
     old = sah.get("request")

@@ -163,11 +163,9 @@ def _record(lm, mixed: MixedEngine, units, task_manager, opts, requests) -> None
     real = lm.generate_until
     lm.generate_until = record_then_stop
     try:
-        book = None
         request = requests.get(units[0].key)
         if request is None:
-            book = sweep.ledger.Ledger(task_manager)
-            request = sweep.unit_request(units[0], book, opts)
+            request = sweep.unit_request(units[0], sweep.ledger.Ledger(task_manager), opts)
         sweep.run_lm_eval(lm, units, task_manager, opts, request, None)
     except _Recorded:
         pass

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sah_tasks.eval_settings import prompt_format
 from trainers.config import slugify
 from trainers.manifest import (
     MANIFEST_NAME,
@@ -106,17 +107,12 @@ def _trainer_checkpoint(run_dir: Path, ckpt: Path, step: int, base: dict) -> tup
     manifest = {**base, "model_slug": parent.get("model_slug"), "task": parent.get("task"),
                 "base_model": parent.get("base_model"),
                 "base_revision": parent.get("base_revision"),
-                "config": {"scale": {"prompt_format": _prompt_format(parent)}},
+                "config": {"scale": {"prompt_format": prompt_format(parent) or "plain"}},
                 "reference": {"kind": "trainer_checkpoint", "of": scale.name, "step": step}}  # fmt: skip
-    if parent.get("base_model", "").startswith("."):  # relative to the scale folder
+    if (parent.get("base_model") or "").startswith("."):  # relative to the scale folder
         manifest["base_model"] = os.path.relpath(scale / parent["base_model"], folder)
     if (ckpt / "adapter_config.json").is_file():  # LoRA: the adapter on the run's base model
         manifest.update(lora=True, model_path=manifest["base_model"], _adapter=str(ckpt))
     else:
         manifest["model_path"] = os.path.relpath(ckpt, folder.resolve())
     return folder, manifest
-
-
-def _prompt_format(manifest: dict[str, Any]) -> str:
-    config = manifest.get("config") or {}
-    return str((config.get("scale") or config.get("budget") or {}).get("prompt_format", "plain"))

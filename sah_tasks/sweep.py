@@ -995,7 +995,10 @@ def ray_num_gpus(opts: SweepOptions, override: float | None = None) -> float:
 
 def _arg_int(model_args: str, name: str, default: int = 1) -> int:
     values = [kv.split("=", 1)[1] for kv in model_args.split(",") if kv.startswith(f"{name}=")]
-    return int(values[-1]) if values else default
+    try:
+        return int(values[-1]) if values else default
+    except ValueError:
+        raise SweepError(f"--model_args {name}={values[-1]}: expected an integer") from None
 
 
 def _ray_task(units: list[Unit], opts: SweepOptions) -> SweepReport:
@@ -1278,6 +1281,8 @@ def check_values(args: argparse.Namespace) -> list[str]:
                 f"--model_args {args.model_args!r}: expected key=value[,key=value], "
                 "e.g. dtype=bfloat16,max_length=4096"
             )
+    for name in ("tensor_parallel_size", "data_parallel_size"):  # read by the sweep itself
+        _arg_int(args.model_args or "", name)
     return patterns
 
 

@@ -361,7 +361,7 @@ SAH_RUN_CASES = [
     Case("eval-item-not-a-mapping", RUN, _exp("experiment: e\neval: [sah_gsm8k]\n"), 2,
          r"exp\.yaml: eval\[0\]: expected a mapping, got str"),
     Case("analysis-args-string", RUN, _exp("experiment: e\nanalysis: {args: --n-boot 10}\n"), 2,
-         r"exp\.yaml: analysis: expected \{args: \[flags"),
+         r"exp\.yaml: analysis\.args: expected a list.*got the string '--n-boot 10'"),
     Case("env-not-a-mapping", RUN, _exp("experiment: e\nenv: [SAH_GSM8K_DATA]\n" + TRAIN), 2,
          r"exp\.yaml: env: expected a mapping of VARIABLE: value"),
     Case("stages-unknown", RUN, _exp("experiment: e\n" + TRAIN, "--stages", "train,deploy"), 2,

@@ -96,3 +96,21 @@ def test_references_are_scored_and_drawn_as_reference_lines(
     refs = table[(table["stage"] == "reference") & (table["filter"] == "strict-match")]
     names = [name for name, _ in reference_lines(refs, "gsm8k", "sah_gsm8k")]
     assert sorted(names) == ["my-baseline", "tiny n8 step 2"]
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [({"scale": {"prompt_format": "chat"}}, "chat"),
+     ({"scale": {"prompt_format": None}}, "plain"),  # was recorded as the string "None"
+     ({"scale": {"lr": 1e-5}, "budget": {"prompt_format": "chat"}}, "chat"),  # was "plain"
+     ({}, "plain")],
+)  # fmt: skip
+def test_a_trainer_checkpoint_is_prompted_as_its_run_was_trained(run_dir, config, expected):
+    """The reference of a Trainer checkpoint reads its run's prompt format the way the sweep
+    does (eval_settings.prompt_format), so both agree on whether to apply a chat template."""
+    scale = run_dir / "tiny/gsm8k/n8"
+    manifest = json.loads((scale / "sah_manifest.json").read_text())
+    (scale / "sah_manifest.json").write_text(json.dumps({**manifest, "config": config}))
+    folder = references.register(run_dir, str(scale / "checkpoint-2"))
+    meta = json.loads((folder / "sah_manifest.json").read_text())
+    assert meta["config"]["scale"]["prompt_format"] == expected

@@ -520,3 +520,30 @@ def test_a_recorded_chat_template_does_not_leak_to_the_next_checkpoint_on_one_en
     assert lm.tokenizer.chat_template == template.read_text()
     sweep._use_checkpoint_template(lm, units[1], True)
     assert lm.tokenizer.chat_template == "OWN"
+
+
+@pytest.mark.parametrize(
+    "results, sample",
+    [
+        ({"n-samples": ["t"]}, {"doc_id": 0}),  # n-samples not a mapping
+        ({"n-samples": {"t": {"effective": [1]}}}, {"doc_id": 0}),  # count not a number
+        ({"n-samples": {"t": {"effective": 1}}}, {"doc_id": [0]}),  # doc_id unhashable
+    ],
+)
+def test_malformed_results_are_torn_not_a_traceback(tmp_path, results, sample):
+    """A hand-edited or foreign results file is 'torn' (set aside, evaluated again): before,
+    these raised AttributeError/TypeError out of the sweep's triage."""
+    from sah_tasks import ledger
+
+    (tmp_path / "results_2024.json").write_text(json.dumps({"results": {"t": {}}, **results}))
+    (tmp_path / "samples_t_2024.jsonl").write_text(json.dumps(sample) + "\n")
+    assert ledger.status(tmp_path, "t", {})[0] == "torn"
+
+
+def test_results_with_a_foreign_sah_entry_are_stale(tmp_path):
+    from sah_tasks import ledger
+
+    n = {"n-samples": {"t": {"effective": 1}}, "sah": ["not", "ours"]}
+    (tmp_path / "results_2024.json").write_text(json.dumps({"results": {"t": {}}, **n}))
+    (tmp_path / "samples_t_2024.jsonl").write_text(json.dumps({"doc_id": 0}) + "\n")
+    assert ledger.status(tmp_path, "t", {})[0] == "stale"

@@ -71,3 +71,20 @@ def test_only_sah_patterns_get_the_small_task_index():
     assert set(small.task_index) == set(ours)  # nothing of lm-eval's own
     assert len(full.task_index) > 1000
     assert sweep.expand_tasks(["sah_*"], small) == sweep.expand_tasks(["sah_*"], full)
+
+
+def test_a_non_integer_parallel_size_in_model_args_is_named(tmp_path, tiny_model_dir, capsys):
+    """The sweep reads data_parallel_size itself (its warning, Ray's GPUs): a bad value was a
+    raw ValueError traceback after the units were planned."""
+    from run_helpers import write_checkpoint
+
+    write_checkpoint(tmp_path / "runs" / "tiny" / "gsm8k" / "n0", 0, str(tiny_model_dir))
+    argv = [
+        str(tmp_path / "runs"),
+        "--tasks",
+        "sah_gsm8k",
+        "--model_args",
+        "data_parallel_size=two",
+    ]
+    assert sweep.main(argv) == 2
+    assert "--model_args data_parallel_size=two: expected an integer" in capsys.readouterr().err
