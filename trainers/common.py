@@ -79,6 +79,21 @@ def barrier() -> None:
     state().wait_for_everyone()
 
 
+def end_process_group() -> None:
+    """Tear down the torch.distributed group while the interpreter is still whole.
+
+    Left to interpreter exit, Gloo's worker threads can still hold work with Python references;
+    destroying it during finalization aborts the process (SIGABRT, "terminate called without an
+    active exception"; pytorch/pytorch#179291) after every file was written, and torchrun then
+    reports the run as failed. Local to this rank: no collective, so it cannot hang on a rank
+    that already failed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def uses_sharded_engine(training_args: Any) -> bool:
     """FSDP or DeepSpeed, configured by `accelerate launch` or in the training arguments."""
     env = any(

@@ -44,6 +44,7 @@ from trainers.common import (
     check_writable,
     completed_unchanged,
     describe_run_base,
+    end_process_group,
     load_model,
     name_unit_run,
     peft_config,
@@ -345,6 +346,8 @@ def run_main(train: Callable[[Any], list[Path]], parse: Callable[[Any], Any], ar
     except KeyboardInterrupt:  # completed scales are kept; the interrupted one resumes
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        end_process_group()
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
