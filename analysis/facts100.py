@@ -131,23 +131,34 @@ class Condition:
         return f"{who}, {self.stage}"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A lineage manifest; unreadable is an error, since skipping it would drop the training it
+    records and place the checkpoint in the wrong condition (e.g. a PM counted as the BM)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path}: unreadable {MANIFEST} ({e})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object in {MANIFEST}")
+    return data
+
+
+def _looks_local(model: str) -> bool:
+    """A path, not a hub id: absolute, `./`/`../`-relative, or `~`."""
+    return model.startswith(("/", "./", "../", "~")) or model in (".", "..")
 
 
 def _manifest_of(
     model: str, run_dir: Path, folder: Path | None = None
 ) -> tuple[dict[str, Any] | None, Path | None]:
-    """The manifest (and folder) of a checkpoint named by `model`, or (None, None) for a hub id.
+    """The manifest (and folder) of a checkpoint named by `model`, or (None, None) for a hub id
+    or a local model that is not a checkpoint (a folder of weights without a manifest).
 
     `model` is absolute, relative to the folder of the manifest that names it (`../n500`, as
     the trainers write it), or relative to the working directory or a folder above the run
-    directory (hand-written)."""
-    path = Path(model)
+    directory (hand-written). A path that names no folder at all is an error: the stage it
+    names cannot be told, and the checkpoint would silently count as trained from a hub model."""
+    path = Path(model).expanduser()
     if path.is_absolute():
         candidates = [path]
     else:
@@ -159,7 +170,14 @@ def _manifest_of(
         ]
     for c in candidates:
         if (c / MANIFEST).is_file():
-            return _read_json(c / MANIFEST), c
+            return _read_manifest(c / MANIFEST), c
+    if _looks_local(model) and not any(c.is_dir() for c in candidates):
+        named_in = folder / MANIFEST if folder is not None else "a manifest"
+        raise ResultsError(
+            f"{named_in}: base_model {model!r} is no folder (tried {', '.join(map(str, candidates))}); "
+            "cannot tell what it was trained on, so the Facts100 condition is unknown. "
+            "Restore the folder or correct base_model"
+        )
     return None, None
 
 
@@ -220,12 +238,14 @@ def collect(run_dir: Path | str | RunData) -> tuple[pd.DataFrame, pd.DataFrame]:
     for (ckpt, eval_task), path in sorted(run.samples_files.items()):
         if eval_task not in frames:
             continue
-        manifest = _read_json(run_dir / ckpt / MANIFEST) or {}
-        cond = (
-            condition_of(manifest, run_dir, run_dir / ckpt)
-            if manifest
-            else Condition("?", "BM", "none", "none")
-        )
+        manifest_path = run_dir / ckpt / MANIFEST
+        if not manifest_path.is_file():  # no lineage: BM or PM, before or after, is unknown
+            raise ResultsError(
+                f"{run_dir / ckpt}: evaluated on {eval_task} but has no {MANIFEST}; the Facts100 "
+                "design needs each checkpoint's task, n and base_model (the trainers write "
+                "one; add it by hand for a checkpoint trained elsewhere)"
+            )
+        cond = condition_of(_read_manifest(manifest_path), run_dir, run_dir / ckpt)
         meta = {"checkpoint": ckpt, "experiment": run.checkpoints[ckpt].experiment,
                 "base_model": cond.base_model, "model": cond.model,
                 "post_training": cond.post_training, "facts_training": cond.facts_training,

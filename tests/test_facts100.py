@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -404,6 +405,67 @@ def test_condition_of_follows_the_lineage(tmp_path):
                        tmp_path / "runs" / "exp", here)  # fmt: skip
     assert (rel.model, rel.post_training, rel.base_model) == (
         "PM", "multihop n1000", "meta-llama/Meta-Llama-3-8B")  # fmt: skip
+
+
+def _facts_checkpoint(ckpt: Path, task: str, n: int, base: str | None) -> Path:
+    """One Facts100-evaluated checkpoint; `base` None: no manifest at all."""
+    from analysis.synthetic import write_eval, write_manifest
+
+    write_manifest(ckpt, "facts100", ckpt.parent.parent.name, task, n)
+    manifest = ckpt / "sah_manifest.json"
+    if base is None:
+        manifest.unlink()
+    else:
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "base_model": base}))
+    write_eval(ckpt, "sah_facts100_direct", _facts_samples("direct", {"d1": 1}))
+    write_eval(ckpt, "sah_facts100_multihop", _facts_samples("multihop", {"m1": 0}))
+    return ckpt
+
+
+def test_a_checkpoint_whose_lineage_cannot_be_read_is_an_error_not_a_guess(tmp_path):
+    """Each of these used to be placed silently: no manifest as "?"/BM, an unreadable stage
+    manifest or a base_model path that names nothing as trained from the hub (BM, not PM)."""
+    from analysis.results import ResultsError
+
+    exp = tmp_path / "runs" / "facts100"
+    pm = exp / "tiny-8b" / "multihop" / "n100"
+    facts = _facts_checkpoint(exp / "tiny-8b_pm" / "facts100_documents" / "n400",
+                              "facts100_documents", 400, "../../../tiny-8b/multihop/n100")  # fmt: skip
+    _facts_checkpoint(pm, "multihop", 100, "hub/tiny")
+    for f in (pm / "eval").iterdir():  # the stage itself unevaluated: only its lineage is read
+        shutil.rmtree(f)
+    summary = facts100_outputs(exp, tmp_path / "ok")  # the intact design places it as a PM
+    assert "PM (multihop n100), after" in pd.read_csv(tmp_path / "ok" / "facts100.csv")[
+        "condition"].tolist() and summary  # fmt: skip
+
+    (pm / "sah_manifest.json").write_text("{not json")
+    with pytest.raises(ResultsError, match=r"multihop/n100/sah_manifest.json: unreadable"):
+        facts100_outputs(exp, tmp_path / "out")
+
+    shutil.rmtree(pm)  # the stage was moved away: its path names nothing
+    with pytest.raises(
+        ResultsError, match=r"base_model '\.\./\.\./\.\./tiny-8b/multihop/n100' is no folder"
+    ):
+        facts100_outputs(exp, tmp_path / "out")
+
+    (facts / "sah_manifest.json").unlink()
+    with pytest.raises(
+        ResultsError, match=r"facts100_documents/n400: evaluated on .* no sah_manifest"
+    ):
+        facts100_outputs(exp, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_a_local_model_folder_without_manifest_is_the_base_model(tmp_path):
+    """A base model on disk (weights, no manifest) is a root, like a hub id."""
+    local = tmp_path / "models" / "llama"
+    local.mkdir(parents=True)
+    cond = condition_of({"task": "facts100_qa", "n": 200, "base_model": str(local)}, tmp_path)
+    assert (cond.model, cond.base_model, cond.facts_training) == (
+        "BM",
+        str(local),
+        "facts100_qa n200",
+    )
 
 
 def test_experiment_config_trains_on_the_facts100_sources():
