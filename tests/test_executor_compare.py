@@ -90,6 +90,11 @@ def test_strict_equality():
     assert not strict_equal((1,), [1]) and not strict_equal({"a": True}, {"a": 1})
     assert not strict_equal(float("nan"), float("nan"))  # as Python's == (and the assert)
     assert strict_equal({1, 2}, {2, 1}) and not strict_equal(None, 0)
+    # inside sets and dict keys too, though Python's == says `{True} == {1}`
+    assert not strict_equal({True}, {1}) and not strict_equal({1: "a"}, {True: "a"})
+    assert not strict_equal(frozenset({(1, False)}), frozenset({(1, 0)}))
+    assert strict_equal({1: [2]}, {1.0: [2.0]}) and strict_equal({(1, "a"), 2.5}, {2.5, (1.0, "a")})
+    assert not strict_equal({1: (2,)}, {1: [2]}) and not strict_equal({1, 2}, {1})
     assert Check("close", 1.5, 1e-6, True).holds(1.5) and not Check("close", 1.0, 0.1).holds(True)
     assert Check("eq", (1, 2), wrap="tuple").holds([1, 2])
 

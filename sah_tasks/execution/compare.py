@@ -136,9 +136,28 @@ def strict_equal(a: Any, b: Any) -> bool:
         return False
     if ta in (list, tuple):
         return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b, strict=True))
+    if ta in (set, frozenset):  # `{True} == {1}` in Python: compare the elements' typed keys
+        return {_typed_key(x) for x in a} == {_typed_key(y) for y in b}
     if ta is dict:
-        return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
+        keyed = {_typed_key(k): k for k in b}
+        if {_typed_key(k) for k in a} != keyed.keys():
+            return False
+        return all(strict_equal(a[k], b[keyed[_typed_key(k)]]) for k in a)
     return a == b
+
+
+def _typed_key(value: Any) -> Any:
+    """A hashable stand-in for a set element or dict key that equals another exactly when
+    `strict_equal` holds: an int and a float share a tag (1 and 1.0 are one key, as in Python),
+    a bool does not."""
+    kind = type(value)
+    if kind in (int, float):
+        return ("number", value)
+    if kind is tuple:
+        return ("tuple", tuple(_typed_key(x) for x in value))
+    if kind is frozenset:
+        return ("frozenset", frozenset(_typed_key(x) for x in value))
+    return (kind.__name__, value)
 
 
 # --- splitting -----------------------------------------------------------------------------------
