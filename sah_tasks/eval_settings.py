@@ -62,7 +62,22 @@ def normalise_seed(seed: Any) -> list[int | None]:
     values = list(seed) if isinstance(seed, list | tuple) else [seed]
     if len(values) == 1:
         values *= 4
-    return [None if v is None else int(v) for v in values][:4]
+    elif len(values) == 3:  # as lm-eval's --seed: the few-shot seed keeps its default
+        values.append(DEFAULT_SEEDS[3])
+    elif len(values) != 4:  # a fifth seed would be dropped, two would be spread wrongly
+        raise ValueError(
+            f"seed {seed!r}: expected one seed for all four, or 3-4 of (python, numpy, torch, "
+            "few-shot), as lm-eval's --seed"
+        )
+    out = []
+    for v in values:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            try:
+                v = int(str(v))
+            except ValueError:
+                raise ValueError(f"seed {seed!r}: {v!r} is not an integer or None") from None
+        out.append(v)
+    return out
 
 
 def normalise_kwargs(value: Any, what: str) -> dict[str, Any] | None:

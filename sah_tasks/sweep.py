@@ -353,6 +353,7 @@ class SweepOptions:
 
     def __post_init__(self) -> None:
         self.gen_kwargs = eval_settings.normalise_kwargs(self.gen_kwargs, "gen_kwargs")
+        self.seed = eval_settings.normalise_seed(self.seed)  # checked once, before any unit
 
 
 @dataclass

@@ -94,3 +94,14 @@ def test_sweep_checks_task_data_before_loading_any_model(run_dir, monkeypatch, f
     units = sweep.plan(sweep.discover(run_dir), ["sah_gsm8k", "sah_multihop"])
     report = sweep.run_units(units, TaskManager(), opts)
     assert sorted(t for _, t in evaluated) == ["sah_multihop"] * 2 and len(loads) == 2
+
+
+def test_seeds_are_spread_as_lm_eval_spreads_them_or_refused():
+    """One seed is all four and three keep the few-shot default (lm-eval's --seed); two or five
+    used to crash each unit (unpacking) or drop the fifth silently."""
+    assert sweep.SweepOptions(seed=7).seed == [7, 7, 7, 7]
+    assert sweep.SweepOptions(seed=[1, None, "3"]).seed == [1, None, 3, 1234]
+    assert sweep.SweepOptions(seed=[1, 2, 3, 4]).seed == [1, 2, 3, 4]
+    for bad in ([1, 2], [1, 2, 3, 4, 5], ["x"], [True, 1, 1, 1]):
+        with pytest.raises(ValueError, match="seed"):
+            sweep.SweepOptions(seed=bad)
