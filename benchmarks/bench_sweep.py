@@ -16,9 +16,10 @@ shared machine the absolute times are noisy, the ratios much less so.
         started once for all rounds (its start is the same for both and is printed apart):
         A. pooled: every adapter's prompts in one generate call (sah_tasks/mixed.py)
         B. per-unit: adapter by adapter, one lm-eval call per unit
-  auto  issue 17: `--batch_size auto --max_batch_size 16` on K=2 x T=2 (per-unit; the default
-        bound 64 makes each detection 4x dearer on CPU), lm-eval's detection once per
-        model (now) vs once per unit (before: sah_tasks.sweep.detect_batch_size_once off)
+  auto  issue 17: `--batch_size auto --max_batch_size 16` on K=2 x T=2 of one shape (per-unit;
+        the default bound 64 makes each detection 4x dearer on CPU), lm-eval's detection
+        once per model shape (now) vs once per model vs once per unit (with
+        sah_tasks.sweep.detect_batch_size_once narrowed or off)
 --profile prints where a pooled hf sweep spends its time (cProfile, cumulative).
 
     python benchmarks/bench_sweep.py --throughput RUN_DIR --seconds S [--gpus G]
@@ -180,21 +181,21 @@ def auto_section(root: Path, model: Path, rounds: int) -> None:
     argv = [str(run), "--tasks", ",".join(tasks), "--device", "cpu", "--dtype", "float32",
             "--limit", "4", "--gen_kwargs", "max_gen_toks=16", "--batch_size", "auto",
             "--max_batch_size", "16", "--per_unit"]  # fmt: skip
-    before = ("import sys; from sah_tasks import sweep; "
-              "sweep.detect_batch_size_once = lambda lm: None; "
-              "raise SystemExit(sweep.main(sys.argv[1:]))")  # fmt: skip
-    now = "import sys; from sah_tasks import sweep; raise SystemExit(sweep.main(sys.argv[1:]))"
-    times: dict[str, list[float]] = {"detect once per model (now)": [],
-                                     "detect once per unit (before)": []}  # fmt: skip
+    patch = "import sys; from sah_tasks import sweep; once = sweep.detect_batch_size_once; "
+    run_sweep = "raise SystemExit(sweep.main(sys.argv[1:]))"
+    variants = {  # name -> what replaces sah_tasks.sweep.detect_batch_size_once
+        "detect once per model shape (now)": "",
+        "detect once per model (before)": "sweep.detect_batch_size_once = lambda lm, shared=None: once(lm); ",
+        "detect once per unit (issue 17)": "sweep.detect_batch_size_once = lambda lm, shared=None: None; ",
+    }  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
-        times["detect once per model (now)"].append(
-            timed([[sys.executable, "-c", now, *argv]], run)
-        )
-        times["detect once per unit (before)"].append(
-            timed([[sys.executable, "-c", before, *argv]], run)
-        )
-    report("--batch_size auto, hf, K=2 x T=2, --per_unit (issue 17)", times, 4,
-           "detect once per model (now)")  # fmt: skip
+        for name, replace in variants.items():
+            times[name].append(
+                timed([[sys.executable, "-c", patch + replace + run_sweep, *argv]], run)
+            )
+    report("--batch_size auto, hf, K=2 x T=2 (one shape), --per_unit (issue 17)", times, 4,
+           "detect once per model shape (now)")  # fmt: skip
 
 
 def vllm_section(root: Path, model: Path, rounds: int) -> None:

@@ -482,28 +482,33 @@ def check_backend(backend: str) -> None:
         )
 
 
-def _load_lm(model_args: str, opts: SweepOptions):
+def _load_lm(model_args: str, opts: SweepOptions, batch_sizes: dict[str, int] | None = None):
     from lm_eval.api.registry import get_model
 
     extra = {"batch_size": opts.batch_size, "max_batch_size": opts.max_batch_size,
              "device": opts.device}  # fmt: skip
     lm = get_model(opts.backend).create_from_arg_string(model_args, extra)
-    detect_batch_size_once(lm)
+    detect_batch_size_once(lm, batch_sizes)
     return lm
 
 
-def detect_batch_size_once(lm) -> None:
-    """Detect `--batch_size auto` once per loaded model, not once per unit.
+def detect_batch_size_once(lm, batch_sizes: dict[str, int] | None = None) -> None:
+    """Detect `--batch_size auto` once per model shape, not once per unit or per checkpoint.
 
     lm-eval's HF model re-runs its detection (5 forward passes of a full-length batch at every
     size it tries) inside each `generate_until` / `loglikelihood_rolling` call, i.e. for every
-    (checkpoint, task) unit. Without requests the detection depends only on the model, its
-    maximum length and the device, so its first answer is reused for every later call on the
-    same model. The per-request detection of `auto:N` is cached by lm-eval itself.
+    (checkpoint, task) unit. Without requests the detection depends only on what the model is
+    built of (architecture, dtype, adapter), its maximum length, the device and the bound, never
+    on the values of the weights: its first answer is reused for every later call on the same
+    model, and, through `batch_sizes` (one per sweep), for every checkpoint of the same shape,
+    e.g. all full fine-tunes of one base (each detection costs tens of seconds on a CPU). The
+    per-request detection of `auto:N` is cached by lm-eval itself.
     """
     detect = getattr(lm, "_detect_batch_size", None)
     if detect is None or not str(getattr(lm, "batch_size", "")).startswith("auto"):
         return
+    key = model_shape_key(lm)
+    shared = batch_sizes if batch_sizes is not None and key is not None else {}
     found: list[int] = []
 
     @functools.wraps(detect)
@@ -511,10 +516,42 @@ def detect_batch_size_once(lm) -> None:
         if requests:
             return detect(requests, pos)
         if not found:
-            found.append(detect())
+            found.append(shared[key] if key in shared else detect())
+            shared[key] = found[0]
         return found[0]
 
     lm._detect_batch_size = once
+
+
+# config fields that name the checkpoint, not what it is built of
+_NAMING_FIELDS = ("_name_or_path", "name_or_path", "transformers_version", "_commit_hash")
+
+
+def model_shape_key(lm) -> str | None:
+    """What lm-eval's batch-size detection depends on, as one string; None if it cannot be
+    told (then nothing is shared)."""
+    model = getattr(lm, "_model", None)
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return None
+    shape = {k: v for k, v in config.to_dict().items() if k not in _NAMING_FIELDS}
+    peft = getattr(model, "peft_config", None) or {}
+    adapters = {name: {k: v for k, v in vars(c).items() if k not in ("base_model_name_or_path",
+                                                                   "revision")}
+                for name, c in peft.items()}  # fmt: skip
+    facts = {
+        "model": type(model).__name__,
+        "config": shape,
+        "adapters": adapters,
+        "dtype": str(getattr(model, "dtype", None)),
+        "device": str(getattr(lm, "device", None)),
+        "max_length": getattr(lm, "max_length", None),
+        "max_batch_size": getattr(lm, "max_batch_size", None),
+        "backend": getattr(lm, "backend", None),
+        "softmax_dtype": str(getattr(lm, "softmax_dtype", None)),
+        "world_size": getattr(lm, "world_size", 1),
+    }
+    return json.dumps(facts, sort_keys=True, default=str)
 
 
 def _close(lm) -> None:
@@ -940,6 +977,7 @@ def _run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> Sweep
     todo, requests = triage(units, ledger.Ledger(task_manager), opts, report)
     todo = with_loadable_data(todo, task_manager, report)
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
+    batch_sizes: dict[str, int] = {}  # `--batch_size auto`, detected once per model shape
     failed_before = len(report.failed)  # triage and data failures are not in `todo`
     groups = [writable_members(g, report) for g in engine_groups(todo, opts, report)]
     bar.update(len(report.failed) - failed_before)
@@ -949,7 +987,7 @@ def _run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> Sweep
         args = engine_model_args(group, opts)
         log.info("loading %s (%d checkpoint(s))", args, len(group.members))
         try:
-            lm = _load_lm(args, opts)
+            lm = _load_lm(args, opts, batch_sizes)
         except Exception as e:  # a broken checkpoint must not stop the sweep on every rerun
             missing = missing_weights(group.spec.weights)
             if missing:  # deleted weights: say so, no traceback
