@@ -20,6 +20,7 @@ exactly once and no model is loaded by two shards; `--ray` runs each engine's un
 from __future__ import annotations
 
 import argparse
+import contextvars
 import fnmatch
 import functools
 import gc
@@ -482,13 +483,19 @@ def check_backend(backend: str) -> None:
         )
 
 
-def _load_lm(model_args: str, opts: SweepOptions, batch_sizes: dict[str, int] | None = None):
+# `--batch_size auto` answers by model shape, shared by the loads of one sweep (`_run_units`)
+SWEEP_BATCH_SIZES: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
+    "sah_sweep_batch_sizes", default=None
+)
+
+
+def _load_lm(model_args: str, opts: SweepOptions):
     from lm_eval.api.registry import get_model
 
     extra = {"batch_size": opts.batch_size, "max_batch_size": opts.max_batch_size,
              "device": opts.device}  # fmt: skip
     lm = get_model(opts.backend).create_from_arg_string(model_args, extra)
-    detect_batch_size_once(lm, batch_sizes)
+    detect_batch_size_once(lm, SWEEP_BATCH_SIZES.get())
     return lm
 
 
@@ -977,7 +984,17 @@ def _run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> Sweep
     todo, requests = triage(units, ledger.Ledger(task_manager), opts, report)
     todo = with_loadable_data(todo, task_manager, report)
     bar = tqdm(total=len(todo), desc="sweep", unit="eval")
-    batch_sizes: dict[str, int] = {}  # `--batch_size auto`, detected once per model shape
+    shared_batch_sizes = SWEEP_BATCH_SIZES.set({})
+    try:
+        _run_groups(todo, task_manager, opts, report, bar, requests)
+    finally:
+        SWEEP_BATCH_SIZES.reset(shared_batch_sizes)
+    bar.close()
+    return report
+
+
+def _run_groups(todo, task_manager, opts: SweepOptions, report: SweepReport, bar, requests):
+    """Load each engine group's model once and score its checkpoints."""
     failed_before = len(report.failed)  # triage and data failures are not in `todo`
     groups = [writable_members(g, report) for g in engine_groups(todo, opts, report)]
     bar.update(len(report.failed) - failed_before)
@@ -987,7 +1004,7 @@ def _run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> Sweep
         args = engine_model_args(group, opts)
         log.info("loading %s (%d checkpoint(s))", args, len(group.members))
         try:
-            lm = _load_lm(args, opts, batch_sizes)
+            lm = _load_lm(args, opts)
         except Exception as e:  # a broken checkpoint must not stop the sweep on every rerun
             missing = missing_weights(group.spec.weights)
             if missing:  # deleted weights: say so, no traceback
@@ -1012,8 +1029,6 @@ def _run_units(units: Sequence[Unit], task_manager, opts: SweepOptions) -> Sweep
             _close(lm)
             del lm
             _free_memory()
-    bar.close()
-    return report
 
 
 # ----------------------------------------------------------------------------- Ray
