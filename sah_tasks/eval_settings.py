@@ -25,7 +25,8 @@ LM_EVAL_FLAGS = (
 # Where the sweep's meaning or default differs from `lm_eval run`'s help text.
 SWEEP_HELP = {
     "batch_size": "per-model batch size: 'auto' (the largest that fits, detected once per "
-    "loaded model and reused for all of its tasks), 'auto:N' (re-detected N times per call), "
+    "model shape and reused for all tasks of every checkpoint of that shape), 'auto:N' "
+    "(re-detected N times per call), "
     "or an integer (default: auto; on a CPU a small integer such as 4 skips the detection)",
     "max_batch_size": "upper bound of --batch_size auto's detection (default: 64); on vLLM "
     "the most sequences per engine step (max_num_seqs)",
