@@ -422,7 +422,7 @@ class _Sandboxed:
         returncode = None
         try:
             if not self.stopped:
-                _wait_pidfd(pidfd, STOP_GRACE_S)
+                _wait_readable(pidfd, STOP_GRACE_S)
                 for fd in [fd for fd in sinks if fd in fds[:1]]:  # the trusted channel: NSGONE
                     os.set_blocking(fd, True)
                     while fd in sinks and _wait_readable(fd, 0.05) and _drain_one(fd, sinks):
@@ -490,13 +490,13 @@ class _Sandboxed:
         if self.stopped:
             return
         self.stopped = True
-        if not _wait_pidfd(pidfd, 0):
+        if not _wait_readable(pidfd, 0):
             # SIGTERM: the supervisor kills the namespace's init (the kernel then kills the whole
             # namespace); without a pid namespace the keeper kills every descendant and exits.
             _signal(pid, signal.SIGTERM)
-            _wait_pidfd(pidfd, STOP_GRACE_S)
+            _wait_readable(pidfd, STOP_GRACE_S)
         _signal(-pid, signal.SIGKILL)  # pid not reaped yet: still our process group
-        _wait_pidfd(pidfd, STOP_GRACE_S)
+        _wait_readable(pidfd, STOP_GRACE_S)
         if self.trusted.lines("NSGONE"):
             return  # the supervisor saw its pid namespace end: nothing can be left
         if self.uid is not None:
@@ -595,6 +595,8 @@ def _pump(sel: selectors.BaseSelector, fd: int, sinks: dict[int, Callable[[bytes
 
 
 def _wait_readable(fd: int, timeout: float) -> bool:
+    """True once `fd` is readable within `timeout`; a pidfd is readable once its process has
+    exited (without reaping it)."""
     sel = selectors.DefaultSelector()
     try:
         sel.register(fd, selectors.EVENT_READ)
@@ -614,16 +616,6 @@ def _drain_one(fd: int, sinks: dict[int, Callable[[bytes], None]]) -> bool:
         return True
     del sinks[fd]
     return False
-
-
-def _wait_pidfd(pidfd: int, timeout: float) -> bool:
-    """True once the process has exited (without reaping it)."""
-    sel = selectors.DefaultSelector()
-    try:
-        sel.register(pidfd, selectors.EVENT_READ)
-        return bool(sel.select(timeout))
-    finally:
-        sel.close()
 
 
 def _signal(pid: int, sig: int) -> None:
