@@ -274,7 +274,6 @@ def build_parser() -> SahParser:
         help="run (or resume) an experiment from its YAML",
         description="Run (or resume) an experiment: each stage skips finished work.",
         epilog=f"Schema of the experiment YAML: {SCHEMA_DOC}",
-        formatter_class=parser.formatter_class,
     )
     run.add_argument("config", type=Path, help=f"experiment YAML (schema: {SCHEMA_DOC})")
     run.add_argument(

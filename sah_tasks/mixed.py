@@ -113,15 +113,19 @@ class MixedEngine:
         return out
 
 
+def mixing_planned(group: sweep.EngineGroup, opts: sweep.SweepOptions) -> bool:
+    """Whether the group's adapters are to be mixed in one engine pass, as far as can be told
+    before the engine is built (it sizes the engine's adapter slots): vLLM switching adapters
+    per request, more than one checkpoint, and no response cache (it would store the
+    recording pass's empty answers)."""
+    return group.spec.switching and opts.pooled and len(group.members) > 1 and not opts.use_cache
+
+
 def mixable(lm, group: sweep.EngineGroup, opts: sweep.SweepOptions) -> bool:
-    """Whether one engine pass serves the group: vLLM switching adapters per request, more
-    than one checkpoint, the engine in this process (not lm-eval's Ray data parallel), and no
-    response cache (it would store the recording pass's empty answers)."""
+    """`mixing_planned`, and the built engine allows it: in this process (not lm-eval's Ray
+    data parallel) and one that generates."""
     return (
-        group.spec.switching
-        and opts.pooled
-        and len(group.members) > 1
-        and not opts.use_cache
+        mixing_planned(group, opts)
         and getattr(lm, "data_parallel_size", 1) == 1
         and hasattr(getattr(lm, "model", None), "generate")
     )
@@ -163,10 +167,7 @@ def _record(lm, mixed: MixedEngine, units, task_manager, opts, requests) -> None
     real = lm.generate_until
     lm.generate_until = record_then_stop
     try:
-        request = requests.get(units[0].key)
-        if request is None:
-            request = sweep.unit_request(units[0], sweep.ledger.Ledger(task_manager), opts)
-        sweep.run_lm_eval(lm, units, task_manager, opts, request, None)
+        sweep.run_lm_eval(lm, units, task_manager, opts, requests[units[0].key], None)
     except _Recorded:
         pass
     except Exception as e:  # logged as text: a kept traceback would keep the engine alive

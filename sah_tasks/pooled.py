@@ -17,6 +17,7 @@ evaluated one by one, so one broken task still fails alone.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -55,16 +56,10 @@ def evaluate_checkpoint(
     Returns the units still to be evaluated one by one (all claimed ones, when the pooled call
     failed: that way a broken task fails alone and the others still get results).
     """
-    book = sweep.ledger.Ledger(task_manager)
     with ExitStack() as locks:
         claimed = []
         for unit in units:
-
-            def claim(u=unit) -> bool:
-                if u.key not in requests:  # a SweepError here fails this unit only
-                    requests[u.key] = sweep.unit_request(u, book, opts)
-                return _lock(locks, u, requests[u.key], opts)
-
+            claim = functools.partial(_lock, locks, unit, requests[unit.key], opts)
             if sweep.record(report, bar, unit, claim, final=False):
                 claimed.append(unit)
         if not claimed:
@@ -85,13 +80,10 @@ def evaluate_checkpoint(
             return claimed
         samples = results.pop("samples")
         for unit in claimed:
-            tracker = _sibling(first, trackers[unit.key])
-            split = split_results(results, unit.task)
-            mine = {unit.task: samples[unit.task]}
-            request = requests[unit.key]
-            if sweep.record(report, bar, unit,
-                            lambda u=unit, t=tracker, r=request, s=split, m=mine:
-                            _save(lm, u, r, t, s, m, opts)):  # fmt: skip
+            # inside `record`: a surprise in one task's part fails that unit, not the sweep
+            save = functools.partial(_save, lm, unit, requests[unit.key], first,
+                                     trackers[unit.key], results, samples, opts)  # fmt: skip
+            if sweep.record(report, bar, unit, save):
                 log.info("done %s on %s (pooled, %d tasks in %.1fs)", unit.checkpoint.rel,
                          unit.task, len(claimed), time.time() - t0)  # fmt: skip
     return []
@@ -99,17 +91,11 @@ def evaluate_checkpoint(
 
 def _lock(locks: ExitStack, unit: sweep.Unit, request: dict, opts) -> bool:
     """Hold the unit's lock until the pooled call is written; False (released) when done."""
-    lock = unit_lock(unit.lock_path)
-    lock.__enter__()
-    try:
-        claimed = sweep.claim(unit, request, opts)
-    except BaseException:
-        lock.__exit__(None, None, None)
-        raise
-    if not claimed:
-        lock.__exit__(None, None, None)
-        return False
-    locks.push(lock)  # released when the ExitStack closes, after every unit is written
+    with ExitStack() as held:
+        held.enter_context(unit_lock(unit.lock_path))
+        if not sweep.claim(unit, request, opts):
+            return False
+        locks.push(held.pop_all())  # released when `locks` closes, after every unit is written
     return True
 
 
@@ -120,10 +106,11 @@ def _sibling(first, tracker):
     return tracker
 
 
-def _save(lm, unit, request, tracker, results, samples, opts) -> bool:
-    sweep.save_unit(lm, unit, request, tracker, results, samples)
-    if opts.wandb_args:
-        sweep._log_to_wandb(opts.wandb_args, unit, results, samples)
+def _save(lm, unit, request, first, tracker, results, samples, opts) -> bool:
+    """Write `unit`'s part of the pooled call's results through its own tracker."""
+    mine = {unit.task: samples[unit.task]}
+    split = split_results(results, unit.task)
+    sweep.save_unit(lm, unit, request, _sibling(first, tracker), split, mine, opts)
     return True
 
 

@@ -452,7 +452,9 @@ def engine_model_args(group: EngineGroup, opts: SweepOptions) -> str:
             kw["lora_local_path"] = adapters[0]
             kw["max_lora_rank"] = AdapterBook(adapters).max_rank
             given = {p.split("=", 1)[0].strip() for p in opts.model_args.split(",")}
-            if spec.switching and opts.pooled and not given & {"max_loras", "max_cpu_loras"}:
+            from sah_tasks import mixed
+
+            if mixed.mixing_planned(group, opts) and not given & {"max_loras", "max_cpu_loras"}:
                 slots = min(len(set(adapters)), MAX_LORAS)  # mixed in one batch: one per adapter
                 kw["max_loras"] = kw["max_cpu_loras"] = slots
     elif spec.adapter is not None:
@@ -621,7 +623,7 @@ def unit_request(unit: Unit, book: ledger.Ledger, opts: SweepOptions) -> dict[st
         "num_fewshot": opts.num_fewshot,
         "system_instruction": opts.system_instruction,
         "fewshot_as_multiturn": opts.fewshot_as_multiturn,
-        "seed": eval_settings.normalise_seed(opts.seed),
+        "seed": list(opts.seed),  # normalised by SweepOptions
         "metadata": opts.metadata,
     }
     return book.request(unit.task, served, settings)
@@ -645,26 +647,20 @@ def served_identity(checkpoint: Checkpoint, s: Serving) -> dict[str, Any]:
     return {"weights": name(s.weights), "revision": s.revision}
 
 
-def evaluate_unit(
-    lm, unit: Unit, task_manager, opts: SweepOptions, request: dict | None = None
-) -> bool:
-    """Evaluate one unit with a loaded model, under its lock; write its files atomically.
+def evaluate_unit(lm, unit: Unit, task_manager, opts: SweepOptions, request: dict) -> bool:
+    """Evaluate one unit (its request from `triage`) with a loaded model, under its lock; write
+    its files atomically.
 
     Returns False when, once the lock is held, the unit turns out to be done already (another
     sweep finished it). Results from another request are set aside only with `overwrite`.
     """
-    request = (
-        request if request is not None else unit_request(unit, ledger.Ledger(task_manager), opts)
-    )
     with unit_lock(unit.lock_path):
         if not claim(unit, request, opts):
             return False
         tracker = unit_tracker(unit, opts)
         results = run_lm_eval(lm, [unit], task_manager, opts, request, tracker)
         samples = results.pop("samples")
-        save_unit(lm, unit, request, tracker, results, samples)
-    if opts.wandb_args:
-        _log_to_wandb(opts.wandb_args, unit, results, samples)
+        save_unit(lm, unit, request, tracker, results, samples, opts)
     return True
 
 
@@ -730,8 +726,11 @@ def run_lm_eval(
     )
 
 
-def save_unit(lm, unit: Unit, request: dict, tracker, results: dict, samples: dict) -> None:
-    """Write lm-eval's files of one unit through its tracker, verify them, move them in place."""
+def save_unit(
+    lm, unit: Unit, request: dict, tracker, results: dict, samples: dict, opts: SweepOptions
+) -> None:
+    """Write lm-eval's files of one unit through its tracker, verify them, move them in place;
+    then log them to W&B if asked."""
     results["sah"] = {
         "checkpoint": unit.checkpoint.rel,
         "served": _served(lm, unit),
@@ -742,6 +741,8 @@ def save_unit(lm, unit: Unit, request: dict, tracker, results: dict, samples: di
     for task_name in results["configs"]:
         tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
     _finalise(Path(tracker.output_path), unit.out_dir, unit.task)
+    if opts.wandb_args:
+        _log_to_wandb(opts.wandb_args, unit, results, samples)
 
 
 def _use_checkpoint_template(lm, unit: Unit, chat: bool | str) -> None:
@@ -824,7 +825,7 @@ def _evaluate_members(lm, group, task_manager, opts, report, bar, requests, book
         for unit in units:  # per-unit mode, or what the pooled call could not do
             t0 = time.time()
             if record(report, bar, unit,
-                      lambda u=unit: evaluate_unit(lm, u, task_manager, opts, requests.get(u.key))):  # fmt: skip
+                      lambda u=unit: evaluate_unit(lm, u, task_manager, opts, requests[u.key])):  # fmt: skip
                 log.info("done %s on %s in %.1fs", checkpoint.rel, unit.task, time.time() - t0)
 
 

@@ -46,3 +46,12 @@ def test_epilog_keeps_lines_and_defaults_shown():
     assert "\n  x --n-boot 5\n  x --dry_run" in text
     assert "resamples (default: 3)" in text
     assert "only print (default" not in text
+
+
+def test_a_zero_default_is_shown():
+    """0 == False: a default of 0 (e.g. `python -m analysis --seed`) used to be hidden."""
+    p = SahParser(prog="x")
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--rate", type=float, default=0.0, help="rate")
+    text = p.format_help()
+    assert "seed (default: 0)" in text and "rate (default: 0.0)" in text

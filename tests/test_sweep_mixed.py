@@ -80,5 +80,7 @@ def test_engine_slots_for_every_adapter_unless_given(tmp_path):
 
     assert args()["max_loras"] == args()["max_cpu_loras"] == "3"
     assert "max_loras" not in args(pooled=False)  # adapter by adapter: vLLM's default (1)
+    # nothing is mixed with a response cache either: no slot reserved (GPU memory) for nothing
+    assert "max_loras" not in args(use_cache=str(tmp_path / "cache"))
     given = args(model_args="max_loras=2")
     assert given["max_loras"] == "2" and "max_cpu_loras" not in given

@@ -62,9 +62,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps the description's and epilog's own line breaks and shows defaults."""
 
     def _get_help_string(self, action):
-        # Only show a default where there is one worth showing.
-        if action.default in (None, False, argparse.SUPPRESS) or action.help is None:
-            return action.help
-        if "%(default)" in action.help:
+        # Only show a default where there is one worth showing (0 is; `in (None, False)`
+        # would hide it, since 0 == False).
+        if action.default is None or action.default is False or action.help is None:
             return action.help
         return super()._get_help_string(action)
