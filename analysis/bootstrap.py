@@ -146,8 +146,8 @@ class CurveFit:
     level: float
     method: str
     boot: np.ndarray  # (n_boot, points) resampled scores
-    items_boot: np.ndarray | None = None  # (n_boot, points) item level alone
-    noise: sd.SeedNoise | None = None
+    items_boot: np.ndarray  # (n_boot, points) item level alone
+    noise: sd.SeedNoise
     power: PowerLaw | None = None
     power_boot: PowerLaw | None = None
     binomial: BinomialPowerLaw | None = None
@@ -409,14 +409,13 @@ def lack_of_fit(cf: CurveFit) -> tuple[float, int, float]:
 def _noise_columns(cf: CurveFit, row: dict) -> None:
     """Seeds per point, seed-to-seed and item SDs, and whether seeds are in the intervals."""
     c, trained = cf.curve, cf.fit_mask
-    noise = cf.noise if cf.noise is not None else sd.estimate(c)
+    noise = cf.noise
     per_point = c.n_seeds[trained] if trained.any() else np.array([0])
     row["n_seeds"], row["n_seeds_max"] = int(per_point.min()), int(per_point.max())
     row["seed_df"] = noise.df
     row["seed_sd"] = sd.seed_sd_scores(noise, c, trained)
     row["seed_sd_logit"] = noise.sd_logit
-    items = cf.items_boot if cf.items_boot is not None else cf.boot
-    row["item_sd"] = sd.item_sd(c, items, trained)
+    row["item_sd"] = sd.item_sd(c, cf.items_boot, trained)
     row["seed_note"] = "" if noise.included else sd.SINGLE_SEED_NOTE
 
 

@@ -43,18 +43,32 @@ class OptionError(ValueError):
     """Command-line options that do not fit together."""
 
 
-def _targets(text: str) -> tuple[float, ...]:
+def numbers(text: str, what: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated numbers, at least one (`analysis plan` uses it too)."""
     try:
         values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated scores, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"{what}: expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{what}: give at least one number")
+    return values
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    values = numbers(text, "--targets")
     if not all(0 < v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"targets must lie strictly between 0 and 1, got {text!r}")
     return values
 
 
-def _level(text: str) -> float:
-    value = float(text)
+def level(text: str) -> float:
+    """An argparse type: an interval level in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ci: expected a number, got {text!r}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"--ci must be in (0, 1), e.g. 0.9; got {text}")
     return value
@@ -72,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="run directory (one experiment, or a folder of them)")
     p.add_argument("--out", type=Path, help=f"output folder (default: RUN_DIR/{ANALYSIS_DIR})")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--ci", type=_level, default=0.90, help="interval level")
+    p.add_argument("--ci", type=level, default=0.90, help="interval level")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument(
         "--metric",

@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis import figures as fg
 from analysis import tables as tb
-from analysis.bootstrap import CurveFit
+from analysis.bootstrap import SEEDS, CurveFit
 from analysis.labels import Labels, load_labels, model_order
 
 if TYPE_CHECKING:
@@ -24,14 +24,10 @@ if TYPE_CHECKING:
     from analysis.results import RunData
 
 
-def labels_of(opt: Options) -> Labels:
-    return load_labels(getattr(opt, "labels", None))
-
-
 def draw_all(out: Outputs, opt: Options) -> None:
     """Tables, figures and the Facts100 outputs into `opt.out` (recorded in `out`)."""
-    labels = labels_of(opt)
-    style = getattr(opt, "style", None)
+    labels = load_labels(opt.labels)
+    style = opt.style
     write_tables(out, opt.out, labels)
     folder = opt.out / "figures"
     with fg.paper_style(style):
@@ -213,8 +209,9 @@ TableSpec = tuple[Callable[["Outputs"], pd.DataFrame], str, Callable[["Outputs"]
 def _scores_caption(out: Outputs) -> str:
     if not out.fits:
         return "Scores"
+    over = "items and training seeds" if any(SEEDS in f.method for f in out.fits) else "items"
     return (f"Scores by number of fine-tuning examples N (primary metric; "
-            f"{out.fits[0].level:.0%} item-bootstrap intervals)")  # fmt: skip
+            f"{out.fits[0].level:.0%} bootstrap intervals over {over})")  # fmt: skip
 
 
 TABLES: list[TableSpec] = [

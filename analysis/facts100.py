@@ -20,7 +20,6 @@ Each checkpoint is placed in the experiment's 2x2 design from its manifest and i
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import pandas as pd
 from analysis import figures as fg
 from analysis.atomic import write_text
 from analysis.labels import Labels
-from analysis.layout import MANIFEST
+from analysis.layout import MANIFEST, read_manifest
 from analysis.results import ResultsError, RunData, load_run
 
 log = logging.getLogger(__name__)
@@ -131,18 +130,6 @@ class Condition:
         return f"{who}, {self.stage}"
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
-    """A lineage manifest; unreadable is an error, since skipping it would drop the training it
-    records and place the checkpoint in the wrong condition (e.g. a PM counted as the BM)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultsError(f"{path}: unreadable {MANIFEST} ({e})") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path}: expected a JSON object in {MANIFEST}")
-    return data
-
-
 def _looks_local(model: str) -> bool:
     """A path, not a hub id: absolute, `./`/`../`-relative, or `~`."""
     return model.startswith(("/", "./", "../", "~")) or model in (".", "..")
@@ -170,7 +157,7 @@ def _manifest_of(
         ]
     for c in candidates:
         if (c / MANIFEST).is_file():
-            return _read_manifest(c / MANIFEST), c
+            return read_manifest(c / MANIFEST), c
     if _looks_local(model) and not any(c.is_dir() for c in candidates):
         named_in = folder / MANIFEST if folder is not None else "a manifest"
         raise ResultsError(
@@ -245,7 +232,7 @@ def collect(run_dir: Path | str | RunData) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "design needs each checkpoint's task, n and base_model (the trainers write "
                 "one; add it by hand for a checkpoint trained elsewhere)"
             )
-        cond = condition_of(_read_manifest(manifest_path), run_dir, run_dir / ckpt)
+        cond = condition_of(read_manifest(manifest_path), run_dir, run_dir / ckpt)
         meta = {"checkpoint": ckpt, "experiment": run.checkpoints[ckpt].experiment,
                 "base_model": cond.base_model, "model": cond.model,
                 "post_training": cond.post_training, "facts_training": cond.facts_training,

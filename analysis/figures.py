@@ -33,6 +33,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from analysis.atomic import write_atomic  # noqa: E402
 from analysis.bootstrap import CurveFit, interval  # noqa: E402
 from analysis.labels import Labels  # noqa: E402
+from analysis.tables import NOT_JUDGED  # noqa: E402
 
 # Okabe-Ito (colour-blind safe), darkest first; yellow last because it vanishes on white
 COLOURS = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
@@ -51,7 +52,6 @@ STYLE_FILE = Path(__file__).with_name("sah.mplstyle")
 ERROR_GROUPS = ("total", "format", "arithmetic", "reasoning", "other")
 OVERLAP_NOTE = ("Categories overlap: one wrong response can be in several, "
                 "so they can add up to more than the total.")  # fmt: skip
-NOT_JUDGED = "not judged"
 
 
 class FigureStyleError(ValueError):
@@ -67,6 +67,11 @@ def paper_style(user_style: Path | str | None = None) -> Iterator[None]:
         if not path.is_file():
             raise FigureStyleError(f"style file {path} does not exist; expected a matplotlib "
                                    f".mplstyle file (lines like `font.size: 9`)")  # fmt: skip
+        try:  # matplotlib itself would only log a bad value and go on without it
+            matplotlib.rc_params_from_file(path, fail_on_error=True, use_default_template=False)
+        except (UnicodeDecodeError, ValueError, OSError) as e:
+            raise FigureStyleError(f"style file {path}: {e} (expected a UTF-8 matplotlib "
+                                   f".mplstyle file, lines like `font.size: 9`)") from None  # fmt: skip
         styles.append(path)
     with plt.style.context(styles):
         yield
@@ -395,22 +400,11 @@ def size_grid(panels: Sequence[BandPanel], title: str, level: float | None = Non
     return _band_grid(panels, SIZE, title, level)
 
 
-def size_figure(points: pd.DataFrame, title: str, ylabel: str) -> Figure:
-    """Fig. 2 for one eval task: score vs model size within a family, one series per N."""
-    return size_grid([BandPanel(title, ylabel, points)], "")
-
-
 def budget_grid(panels: Sequence[BandPanel], title: str, level: float | None = None) -> Figure:
     """Score vs total budget B (SFT on r*B, then DPO on (1-r)*B), one panel per eval task and
     one curve per r, every point at its own B (no sideways shift: r = 0 and r = 1 at one B are
     one budget), intervals as bands."""
     return _band_grid(panels, BUDGET, title, level)
-
-
-def budget_figure(points: pd.DataFrame, title: str, ylabel: str,
-                  level: float | None = None) -> Figure:  # fmt: skip
-    """The budget figure for one eval task."""
-    return budget_grid([BandPanel(title, ylabel, points)], "", level)
 
 
 # ------------------------------------------------------------------------------ Fig. 3

@@ -243,10 +243,6 @@ class BinomialPowerLaw:
         nan = np.full(rows, np.nan)
         return cls(slope=nan, intercept=nan.copy())
 
-    def predict(self, d: np.ndarray | float) -> np.ndarray:
-        d = np.atleast_1d(np.asarray(d, dtype=float))
-        return np.exp(self.intercept[:, None] + self.slope[:, None] * np.log(d)[None, :])
-
 
 def _binomial_ll(theta, x, p, n):
     """Log-likelihood of the binomial power law in (log a, 1/b); -inf where some P >= 1."""

@@ -13,10 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis.results import ANALYSIS_DIR
 from sah_tasks.common.cli import SahParser
 
 # what the analysis writes; anything else in the folder (temp files, notes) stays local
-PATTERNS = ["*.csv", "*.md", "*.tex", "*.json", "figures/*.png", "figures/*.pdf"]
+PATTERNS = ["*.csv", "*.md", "*.tex", "*.json", "tables/*.csv", "tables/*.md", "tables/*.tex",
+            "figures/*.png", "figures/*.pdf"]  # fmt: skip
 
 
 class PushError(RuntimeError):
@@ -45,7 +47,7 @@ def push(
     """Create the dataset repo if needed and upload the results in one commit; its URL."""
     from huggingface_hub import HfApi
 
-    analysis_dir = Path(run_dir) / "analysis"
+    analysis_dir = Path(run_dir) / ANALYSIS_DIR
     files = results_files(analysis_dir)
     api = HfApi(endpoint=endpoint, token=token)
     try:

@@ -68,10 +68,11 @@ def parse_model_slug(slug: str) -> tuple[str | None, float | None]:
     return m["family"], size
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A checkpoint's sah_manifest.json as a mapping; anything else is a RunLayoutError."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunLayoutError(f"{path}: cannot read the checkpoint manifest ({e})") from None
     if not isinstance(data, dict):
         raise RunLayoutError(f"{path}: expected a JSON object (the sah_manifest.json schema)")
@@ -114,7 +115,7 @@ def read_checkpoint(ckpt_dir: Path, run_dir: Path) -> tuple[Checkpoint, list[str
     manifest_path = ckpt_dir / MANIFEST
     manifest: dict[str, Any] = {}
     if manifest_path.is_file():
-        manifest = _read_manifest(manifest_path)
+        manifest = read_manifest(manifest_path)
     else:
         warnings.append(f"{ckpt_dir}: no {MANIFEST}; identity parsed from the path")
 

@@ -28,6 +28,7 @@ from scipy.special import expit, logit
 
 from analysis import seeds as sd
 from analysis.atomic import write_text
+from analysis.cli import level, numbers
 from analysis.curves import scale_curves, select_primary
 from analysis.fit import fit_power_law
 from analysis.results import ResultsError, load_run
@@ -90,20 +91,8 @@ def cheapest(table: pd.DataFrame, target: float) -> pd.Series | None:
     return None if ok.empty else ok.sort_values(["seeds", "items"]).iloc[0]
 
 
-def _floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{what}: expected comma-separated numbers, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"{what}: give at least one number")
-    return values
-
-
 def _counts(text: str) -> tuple[int, ...]:
-    values = _floats(text, "counts")
+    values = numbers(text, "counts")
     if not all(v >= 1 and v == int(v) for v in values):
         raise argparse.ArgumentTypeError(f"expected whole numbers >= 1, got {text!r}")
     return tuple(sorted({int(v) for v in values}))
@@ -141,7 +130,9 @@ def pilot_truths(run_dir: Path, pattern: str, seed_sd: float) -> tuple[list[Trut
         else:
             sd_used, source = seed_sd, "assumed (pilot has one seed per N)"
         truths.append(Truth(c.label, c.x[mask], acc, sd_used, source))
-        items.append(int(np.nanmin(c.n_items)))
+        counted = c.n_items[np.isfinite(c.n_items)]
+        if counted.size:  # results without item counts (no n-samples): the --items grid only
+            items.append(int(counted.min()))
     if not truths:
         raise PlanError(f"{run_dir}: no curve with at least 3 scales N > 0 with a score > 0 "
                         f"matches --curve {pattern!r}")  # fmt: skip
@@ -162,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "the interval on 1/b, by simulation.", epilog=EPILOG)  # fmt: skip
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pilot", type=Path, help="a pilot run directory to take the truth from")
-    src.add_argument("--accuracies", type=lambda t: _floats(t, "--accuracies"),
+    src.add_argument("--accuracies", type=lambda t: numbers(t, "--accuracies"),
                      help="assumed true accuracies, one per --scales value")  # fmt: skip
-    p.add_argument("--scales", type=lambda t: _floats(t, "--scales"),
+    p.add_argument("--scales", type=lambda t: numbers(t, "--scales"),
                    default="100,500,1000,5000,10000", help="N values (with --accuracies)")  # fmt: skip
     p.add_argument("--curve", default="*", help="glob over curve labels (with --pilot)")
     p.add_argument("--items", type=_counts, default=",".join(map(str, DEFAULT_ITEMS)),
@@ -174,15 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-sd", type=float, default=ASSUMED_SEED_SD,
                    help="seed-to-seed SD in logits, when the pilot cannot tell")  # fmt: skip
     p.add_argument("--half-width", type=float, default=0.02, help="target half-width on 1/b")
-    p.add_argument("--ci", type=float, default=0.90, help="interval level")
+    p.add_argument("--ci", type=level, default=0.90, help="interval level")
     p.add_argument("--sims", type=int, default=2000, help="simulated studies per design")
     p.add_argument("--out", type=Path, help="also write the table here (CSV)")
     return p
 
 
 def _check(args: argparse.Namespace) -> None:
-    if not 0 < args.ci < 1:
-        raise PlanError(f"--ci must be in (0, 1), e.g. 0.9; got {args.ci}")
     if args.half_width <= 0:
         raise PlanError(f"--half-width must be > 0, got {args.half_width}")
     if args.sims < 100:

@@ -51,7 +51,6 @@ class SeedNoise:
     residuals: np.ndarray  # logit-scale deviations, corrected (resampled in seed_draws)
     df: int  # sum over points of (seeds - 1): degrees of freedom of the estimate
     sd_logit: float  # seed-to-seed SD of one seed's score, logit scale (NaN: not estimable)
-    item_share: float  # B/V: share of the between-seed variance that is item-level chance
 
     @property
     def included(self) -> bool:
@@ -100,30 +99,30 @@ def estimate(curve: Curve) -> SeedNoise:
     pts = _seed_points(curve)
     df = sum(len(p.values) - 1 for p in pts)
     if df == 0:
-        return SeedNoise(np.zeros(0), 0, math.nan, math.nan)
+        return SeedNoise(np.zeros(0), 0, math.nan)
     # pooled on the logit scale: a point's variances are divided by scale² (delta method)
     v = sum(float(p.values.var(ddof=1)) * (len(p.values) - 1) / p.scale**2 for p in pts)
     b = sum(p.item_var * (len(p.values) - 1) / p.scale**2 for p in pts)
-    share = b / v if v > 0 else 1.0
+    share = b / v if v > 0 else 1.0  # B/V: the part of the seed variance that is item chance
     keep = math.sqrt(max(0.0, 1.0 - share))
     residuals = np.concatenate([
         (p.values - p.values.mean()) / p.scale * math.sqrt(len(p.values) / (len(p.values) - 1))
         for p in pts
     ]) * keep  # fmt: skip
-    return SeedNoise(residuals, df, math.sqrt(max(0.0, v - b) / df), min(share, 1.0))
+    return SeedNoise(residuals, df, math.sqrt(max(0.0, v - b) / df))
 
 
-def seed_draws(noise: SeedNoise, curve: Curve, n_boot: int, rng: np.random.Generator,
-               uncertain_sd: bool = True) -> np.ndarray:  # fmt: skip
+def seed_draws(noise: SeedNoise, curve: Curve, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """The seed part of every resample, on the score scale, shape (n_boot, points).
 
     Point k (N > 0) gets the mean of its k_N seeds' worth of pooled deviations, mapped back
-    with its p(1 - p); `uncertain_sd` scales each resample by sqrt(df / χ²_df)."""
+    with its p(1 - p); each resample is scaled by sqrt(df / χ²_df), the uncertainty of the
+    estimated seed SD."""
     out = np.zeros((n_boot, len(curve.x)))
     if not noise.included or not np.any(noise.residuals):
         return out
     scale = curve.value * (1.0 - curve.value)
-    u = np.sqrt(noise.df / rng.chisquare(noise.df, n_boot)) if uncertain_sd else np.ones(n_boot)
+    u = np.sqrt(noise.df / rng.chisquare(noise.df, n_boot))
     for k in np.flatnonzero((curve.x > 0) & np.isfinite(scale) & (scale > _EDGE)):
         picks = rng.integers(0, len(noise.residuals), size=(n_boot, len(curve.seeds_at(int(k)))))
         out[:, k] = noise.residuals[picks].mean(1) * u * scale[k]

@@ -16,6 +16,7 @@ from analysis import draw
 from analysis import figures as fg
 from analysis.cli import main
 from analysis.judge import JudgeConfig
+from analysis.labels import load_labels
 from analysis.pipeline import Options, analyse
 from analysis.synthetic import (
     EvalTaskSpec,
@@ -127,7 +128,7 @@ def _clean(fig) -> None:
 
 def _grid_panels(analysed):
     opt = Options(out=analysed.run.run_dir / "analysis", level=0.9)
-    return draw.scaling_panels(analysed, draw.labels_of(opt))["synthetic"]
+    return draw.scaling_panels(analysed, load_labels(opt.labels))["synthetic"]
 
 
 def test_fig1_is_a_panel_grid_with_each_models_exponent_and_interval(analysed):
@@ -250,6 +251,14 @@ def test_user_style_file_is_applied_on_top_of_the_study_style(analysed, tmp_path
     with pytest.raises(fg.FigureStyleError, match="missing.mplstyle does not exist"):
         with fg.paper_style(tmp_path / "missing.mplstyle"):
             pass
+    # not UTF-8 (was a raw UnicodeDecodeError), a value matplotlib cannot take (was a log line)
+    binary, bad = tmp_path / "binary.mplstyle", tmp_path / "bad.mplstyle"
+    binary.write_bytes(b"\xff\xfefont.size: 9")
+    bad.write_text("font.size: big\n")
+    for path, why in ((binary, "utf-8"), (bad, "Could not convert 'big'")):
+        with pytest.raises(fg.FigureStyleError, match=f"{path.name}: .*{why}"):
+            with fg.paper_style(path):
+                pass
 
 
 def test_labels_and_style_options_reach_the_written_figures(analysed, tmp_path):

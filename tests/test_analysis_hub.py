@@ -84,6 +84,8 @@ def _analysed(tmp_path):
     (out / "fits.csv").write_text("model,inv_b\nm,0.1\n")
     (out / "report.md").write_text("# report\n")
     (out / "figures" / "fig1.png").write_bytes(b"\x89PNG fake")
+    (out / "tables").mkdir()
+    (out / "tables" / "fits.tex").write_text("\\begin{table}\n")  # was left behind
     (out / ".fits.csv.tmp123").write_text("partial")  # a temp file stays local
     return tmp_path / "exp"
 
@@ -96,6 +98,7 @@ def test_push_uploads_the_results_in_one_commit(mock_hub, tmp_path):
         "fits.csv": b"model,inv_b\nm,0.1\n",
         "report.md": b"# report\n",
         "figures/fig1.png": b"\x89PNG fake",
+        "tables/fits.tex": b"\\begin{table}\n",
     }
     assert sum("/commit/" in c for c in MockHub.calls) == 1
 
@@ -116,7 +119,8 @@ def test_dry_run_lists_the_files(tmp_path, capsys):
     run = _analysed(tmp_path)
     assert hub.main([str(run), "--repo_id", "lab/x", "--dry-run"]) == 0
     assert capsys.readouterr().out.split() == [
-        str(run / "analysis" / p) for p in ("figures/fig1.png", "fits.csv", "report.md")
+        str(run / "analysis" / p)
+        for p in ("figures/fig1.png", "fits.csv", "report.md", "tables/fits.tex")
     ]
 
 

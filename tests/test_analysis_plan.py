@@ -88,3 +88,29 @@ def test_plan_out_that_cannot_be_written_is_one_clear_line_before_the_simulation
     folder.mkdir()
     assert main([*argv, "--items", "100", "--seeds", "1", "--out", str(folder)]) == 2
     assert str(folder) in capsys.readouterr().err
+
+
+def test_a_pilot_without_item_counts_plans_on_the_items_grid(capsys, tmp_path):
+    """Results without n-samples/sample_len give NaN item counts: that was a raw ValueError."""
+    import json
+
+    run = make_synthetic_run(tmp_path, models=("llama-3-8b",), n_items=50, n_seeds=2)
+    for path in run.rglob("results_*.json"):
+        data = json.loads(path.read_text())
+        data.pop("n-samples", None)
+        for metrics in data["results"].values():
+            metrics.pop("sample_len", None)
+        path.write_text(json.dumps(data))
+    for path in run.rglob("samples_*.jsonl"):
+        path.unlink()  # nothing left to count items from
+    code = main(["plan", "--pilot", str(run), "--items", "100", "--seeds", "1", "--sims", "100"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert code == 0, captured.err
+    assert "\n100 " in captured.out
+
+
+def test_plan_ci_out_of_range_is_an_argument_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["plan", "--accuracies", "0.1,0.2,0.3", "--ci", "1.5"])
+    assert stop.value.code == 2 and "--ci must be in (0, 1)" in capsys.readouterr().err

@@ -425,6 +425,7 @@ def _facts_checkpoint(ckpt: Path, task: str, n: int, base: str | None) -> Path:
 def test_a_checkpoint_whose_lineage_cannot_be_read_is_an_error_not_a_guess(tmp_path):
     """Each of these used to be placed silently: no manifest as "?"/BM, an unreadable stage
     manifest or a base_model path that names nothing as trained from the hub (BM, not PM)."""
+    from analysis.layout import RunLayoutError
     from analysis.results import ResultsError
 
     exp = tmp_path / "runs" / "facts100"
@@ -439,7 +440,7 @@ def test_a_checkpoint_whose_lineage_cannot_be_read_is_an_error_not_a_guess(tmp_p
         "condition"].tolist() and summary  # fmt: skip
 
     (pm / "sah_manifest.json").write_text("{not json")
-    with pytest.raises(ResultsError, match=r"multihop/n100/sah_manifest.json: unreadable"):
+    with pytest.raises(RunLayoutError, match=r"multihop/n100/sah_manifest.json: cannot read"):
         facts100_outputs(exp, tmp_path / "out")
 
     shutil.rmtree(pm)  # the stage was moved away: its path names nothing
@@ -482,3 +483,14 @@ def test_experiment_config_trains_on_the_facts100_sources():
     pool = load_sft_pool(run.scale.task)
     assert pool.kind == "text" and len(pool.examples) == max(run.scale.scales)
     assert len(load_sft_pool("facts100_qa").examples) == 200
+
+
+def test_a_manifest_that_is_not_utf8_is_a_layout_error_naming_it(tmp_path):
+    """It was a raw UnicodeDecodeError out of `python -m analysis`."""
+    from analysis.layout import RunLayoutError, read_checkpoint
+
+    ckpt = tmp_path / "exp" / "tiny-8b" / "gsm8k" / "n8"
+    ckpt.mkdir(parents=True)
+    (ckpt / "sah_manifest.json").write_bytes(b"\xff\xfe{\x00")
+    with pytest.raises(RunLayoutError, match=r"n8/sah_manifest.json: cannot read"):
+        read_checkpoint(ckpt, tmp_path / "exp")
