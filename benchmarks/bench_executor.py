@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=164, help="first N HumanEval problems")
     parser.add_argument("--fidelity", action="store_true", help="also run the agreement check")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     problems = humaneval_problems(args.limit)
     canonical = [p["canonical_solution"] for p in problems]
     n = len(problems)

@@ -186,6 +186,31 @@ def test_limits_are_validated():
         ExecutionResult(passed=True, status="failed")
 
 
+def test_non_finite_time_limits_are_rejected(tmp_path, capsys):
+    """inf passed the `> 0` checks, then `rlimits()` overflowed at math.ceil."""
+    for name in ("timeout_s", "cpu_s"):
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            ExecutionLimits(**{name: math.inf})
+    from sah_tasks.execution.__main__ import main
+
+    (tmp_path / "p.py").write_text("x = 1\n")
+    with pytest.raises(SystemExit) as done:
+        main([str(tmp_path / "p.py"), "--timeout", "inf"])
+    assert done.value.code == 2 and "must be finite" in capsys.readouterr().err
+
+
+def test_command_line_reports_a_file_that_is_not_text(tmp_path):
+    from sah_tasks.execution.__main__ import main
+
+    (tmp_path / "p.py").write_bytes(b"x = '\xff\xfe'\n")
+    (tmp_path / "t.py").write_bytes(b"\x80\n")
+    with pytest.raises(SystemExit, match=r"cannot read the program file .*p\.py: not .* text"):
+        main([str(tmp_path / "p.py")])
+    (tmp_path / "p.py").write_text("x = 1\n")
+    with pytest.raises(SystemExit, match=r"cannot read the tests file .*t\.py: not .* text"):
+        main([str(tmp_path / "p.py"), "--tests", str(tmp_path / "t.py")])
+
+
 def test_isolation_report_cannot_be_forged_by_the_program():
     real = isolation_report()
     forge = (

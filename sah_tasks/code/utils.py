@@ -254,10 +254,11 @@ def execute(
         "%s: running %d programs in the sandbox (%d workers); isolation:\n%s",
         benchmark.name, len(flat), workers, isolation_report().summary(),
     )  # fmt: skip
+    trusted = [benchmark.trusted(doc) for doc in docs]  # once per doc, not per sample
     base = run_programs(
         [
-            Program(code, benchmark.base_tests(doc), trusted_code=benchmark.trusted(doc))
-            for _, doc, code in flat
+            Program(code, benchmark.base_tests(doc), trusted_code=trusted[d])
+            for d, doc, code in flat
         ],
         base_limits,
         workers=workers,
@@ -269,7 +270,7 @@ def execute(
             Program(
                 flat[i][2],
                 benchmark.plus_tests(flat[i][1]),
-                trusted_code=benchmark.trusted(flat[i][1]),
+                trusted_code=trusted[flat[i][0]],
             )
             for i in todo
         ],

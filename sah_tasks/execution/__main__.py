@@ -27,6 +27,10 @@ def _read(path: str, what: str) -> str:
         return Path(path).read_text()
     except OSError as e:
         raise SystemExit(f"cannot read the {what} file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SystemExit(
+            f"cannot read the {what} file {path}: not {e.encoding} text (byte {e.start})"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

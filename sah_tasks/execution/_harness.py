@@ -393,7 +393,8 @@ class _Stop(Exception):
 
 
 def _tally(whole_namespace):
-    """(threads, resident bytes) of every process the keeper is responsible for: in its own pid
+    """(pids, threads, resident bytes) of the processes the keeper is responsible for: the pids
+    as a list, the other two summed over them. In its own pid
     namespace that is every process but itself; otherwise every descendant (orphans reparent to
     the keeper, a subreaper, so setsid() and double forks do not escape)."""
     me = os.getpid()

@@ -237,14 +237,6 @@ def _call(node: ast.AST, candidate: str) -> tuple[bytes, str]:
         raise NotSplittable("arguments are not plain data") from None
 
 
-def _is_candidate_call(node: ast.AST, candidate: str) -> bool:
-    try:
-        _call(node, candidate)
-        return True
-    except NotSplittable:
-        return False
-
-
 def _assertion(test: ast.expr, candidate: str) -> tuple[bytes, Check]:
     """One `assert` expression as (call, check)."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
@@ -257,9 +249,11 @@ def _assertion(test: ast.expr, candidate: str) -> tuple[bytes, Check]:
         raise NotSplittable("not a single comparison")
     op, left, right = test.ops[0], test.left, test.comparators[0]
     if isinstance(op, ast.Eq | ast.Is):
-        if not _is_candidate_call(left, candidate):
+        try:
+            call, wrap = _call(left, candidate)
+        except NotSplittable:  # `expected == candidate(...)`
             left, right = right, left
-        call, wrap = _call(left, candidate)
+            call, wrap = _call(left, candidate)
         expected = _constant(right)
         if isinstance(op, ast.Is):
             if expected not in (None, True, False) or type(expected) not in (type(None), bool):

@@ -51,6 +51,10 @@ class ExecutionLimits:
                 raise ValueError(f"ExecutionLimits.{name} must be > 0, got {getattr(self, name)!r}")
         if self.cpu_s is not None and not self.cpu_s > 0:
             raise ValueError(f"ExecutionLimits.cpu_s must be > 0 or None, got {self.cpu_s!r}")
+        for name in ("timeout_s", "cpu_s"):  # inf would pass the checks above, then overflow
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"ExecutionLimits.{name} must be finite, got {value!r}")
         for name in ("max_file_size_mb", "max_tmp_mb", "max_output_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(

@@ -4,10 +4,12 @@ Each program gets its own harness process, forked by a zygote (one pre-started `
 --zygote` per busy worker): a new session, a fresh work dir, a scrubbed environment, resource
 limits, and (where the OS allows) new network/mount/pid/ipc namespaces, a read-only host and a
 throwaway uid. A worker thread per running program drives it with `select` (stdout, stderr, the
-trusted channel, the program's report channel, a pidfd for its exit), enforces the wall-clock
-timeout, kills whatever is left, has it reaped and removes the work dir. Tests that can be split
-(compare.py) are scored here, from the outputs the program sent back. Verdicts depend only on each program, never
-on scheduling, so results are identical for any number of workers (up to timeouts: keep the
+trusted channel, the program's report channel, a pidfd for its exit) and enforces the wall-clock
+timeout. The teardown (kill whatever is left, have it reaped, remove the work dir) runs on that
+thread too, except once the verdict is known early (the keeper reported the exit): then
+`run_programs` hands it to a cleanup pool so the next program can start. Tests that can be split
+(compare.py) are scored here, from the outputs the program sent back. Verdicts depend only on
+each program, never on scheduling, so results are identical for any number of workers (up to timeouts: keep the
 limits well above what a correct program needs, and workers <= cores).
 """
 
@@ -37,6 +39,7 @@ from pathlib import Path
 from sah_tasks.execution import procs
 from sah_tasks.execution.compare import (
     BadOutput,
+    Split,
     decode_outputs,
     entry_point_of,
     judge,
@@ -302,7 +305,9 @@ class _Sandboxed:
     def __init__(self, program: Program, limits: ExecutionLimits, options: SandboxOptions):
         self.program, self.limits, self.options = program, limits, options
         self.sentinel = secrets.token_hex(16).encode()
-        self.split = split_tests(program.tests) if program.compare else None
+        self.split, self.entry_point, self.test_imports = _parsed_tests(
+            program.tests, program.compare
+        )
         self.trusted = _TrustedChannel()
         self.report = _ReportChannel(self.sentinel)
         self.stdout = _Tail(limits.max_output_bytes)
@@ -356,8 +361,8 @@ class _Sandboxed:
             # comparison mode: neither the tests nor their expected values enter the sandbox
             "tests": "" if split else self.program.tests,
             "trusted_code": "" if split else self.program.trusted_code,
-            "entry_point": "" if split else entry_point_of(self.program.tests),
-            "test_imports": [] if split else modules_imported_by(self.program.tests),
+            "entry_point": self.entry_point,
+            "test_imports": self.test_imports,
             "compare": {"entry_point": split.entry_point, "calls": list(split.calls)} if split else None,
             "limits": self.limits.rlimits(),
             "uid": self.uid,
@@ -423,10 +428,12 @@ class _Sandboxed:
         try:
             if not self.stopped:
                 _wait_readable(pidfd, STOP_GRACE_S)
-                for fd in [fd for fd in sinks if fd in fds[:1]]:  # the trusted channel: NSGONE
-                    os.set_blocking(fd, True)
-                    while fd in sinks and _wait_readable(fd, 0.05) and _drain_one(fd, sinks):
-                        pass
+                fd = fds[0]  # the trusted channel: NSGONE
+                if fd in sinks:
+                    with selectors.DefaultSelector() as sel:
+                        sel.register(fd, selectors.EVENT_READ)
+                        while fd in sinks and sel.select(0.05) and _pump(sel, fd, sinks):
+                            pass
             self._stop(pid, pidfd)
             # reaped only now: until here its pid (= process group) cannot be reused
             returncode = zygote.reap(pid)
@@ -605,19 +612,6 @@ def _wait_readable(fd: int, timeout: float) -> bool:
         sel.close()
 
 
-def _drain_one(fd: int, sinks: dict[int, Callable[[bytes], None]]) -> bool:
-    """One read into its sink; at EOF (or error) stop tracking it. True if data was read."""
-    try:
-        chunk = os.read(fd, 1 << 16)
-    except OSError:
-        chunk = b""
-    if chunk:
-        sinks[fd](chunk)
-        return True
-    del sinks[fd]
-    return False
-
-
 def _signal(pid: int, sig: int) -> None:
     """kill(pid, sig); a negative pid signals that process group."""
     try:
@@ -639,20 +633,31 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code} before the tests finished"
 
 
-def modules_imported_by(tests: str) -> list[str]:
+@functools.lru_cache(maxsize=128)
+def _parsed_tests(tests: str, compare: bool) -> tuple[Split | None, str, tuple[str, ...]]:
+    """(split, entry point, test imports) of a test: parsed once per problem, not per program
+    (its samples share the string). Entry point and imports only where it runs in-process. The
+    cached Split and Checks are frozen and never mutated; the tuple of imports is immutable."""
+    split = split_tests(tests) if compare else None
+    if split is not None:
+        return split, "", ()
+    return None, entry_point_of(tests), modules_imported_by(tests)
+
+
+def modules_imported_by(tests: str) -> tuple[str, ...]:
     """Modules the tests import: imported before the program runs, so their attributes can be
     restored after it (a program patching `math.fabs` cannot fake the tests' arithmetic)."""
     try:
         tree = parse_source(tests)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return []
+        return ()
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
-    return sorted(names)
+    return tuple(sorted(names))
 
 
 def _rmtree(path: str) -> None:
